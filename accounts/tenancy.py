@@ -1,0 +1,85 @@
+"""The one tenant-scoped lookup. Every view, socket and media path goes through here.
+
+Anything that names a device or a segment by id -- a page, a WebSocket, a
+playlist, a media file, an export -- must resolve it with these functions, so
+that an id from another organisation is indistinguishable from one that does
+not exist (NotFound -> HTTP 404, WebSocket close 4404).
+"""
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from accounts.models import Membership, Organisation
+from accounts.permissions import roles_allowing
+
+
+class NotFound(Exception):
+    """Raised for ids that do not exist *or* that the user may not act on."""
+
+
+def _memberships(user, action: str) -> QuerySet:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Membership.objects.none()
+    return Membership.objects.filter(user=user, role__in=roles_allowing(action))
+
+
+def organisations_for(user, action: str = "view") -> QuerySet:
+    return Organisation.objects.filter(memberships__in=_memberships(user, action)).distinct()
+
+
+def role_in(user, organisation) -> str | None:
+    if user is None or not user.is_authenticated:
+        return None
+    membership = Membership.objects.filter(user=user, organisation=organisation).only("role").first()
+    return membership.role if membership else None
+
+
+def _device_filter(user, action: str, prefix: str = "") -> Q:
+    """Q matching devices the user may act on: whole org, or granted devices if restricted."""
+    memberships = _memberships(user, action)
+    whole_org = memberships.filter(restricted_to_grants=False).values("organisation_id")
+    granted = memberships.filter(restricted_to_grants=True).values("grants__device_id")
+    return Q(**{f"{prefix}organisation_id__in": whole_org}) | Q(**{f"{prefix}id__in": granted})
+
+
+def devices_for(user, action: str = "view", organisation=None) -> QuerySet:
+    from streams.models import Device
+
+    qs = Device.objects.filter(_device_filter(user, action))
+    if organisation is not None:
+        qs = qs.filter(organisation=organisation)
+    return qs.select_related("organisation")
+
+
+def get_device_for(user, device_id, action: str = "view"):
+    try:
+        return devices_for(user, action).get(pk=device_id)
+    except Exception as exc:  # DoesNotExist, or a malformed UUID (ValidationError/ValueError)
+        raise NotFound(f"device {device_id}") from exc
+
+
+def segments_for(user, action: str = "view", device=None) -> QuerySet:
+    from recordings.models import Segment
+
+    devices = devices_for(user, action).values("id")
+    qs = Segment.objects.filter(device_id__in=devices)
+    if device is not None:
+        qs = qs.filter(device=device)
+    return qs.select_related("device", "device__organisation")
+
+
+def get_segment_for(user, segment_id, action: str = "view"):
+    try:
+        return segments_for(user, action).get(pk=segment_id)
+    except Exception as exc:
+        raise NotFound(f"segment {segment_id}") from exc
+
+
+def get_or_404(getter, *args, **kwargs):
+    """Adapter for views: NotFound becomes Http404."""
+    from django.http import Http404
+
+    try:
+        return getter(*args, **kwargs)
+    except NotFound:
+        raise Http404("Not found") from None

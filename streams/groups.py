@@ -1,0 +1,29 @@
+"""Names of channel-layer groups and Redis keys. One place, so processes agree.
+
+- device_group: the consumer holding a device's socket joins it; commands,
+  settings changes and forced disconnects are sent here.
+- org_group: presence changes of an organisation's devices, for its viewers.
+- frames_channel: Redis pub/sub channel carrying a device's frames, published
+  once per frame by the ingesting process (streams/broadcast.py).
+"""
+from django.conf import settings
+
+
+def _prefix() -> str:
+    return settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "sightline")
+
+
+def device_group(device_id) -> str:
+    return f"device.{device_id}"
+
+
+def org_group(organisation_id) -> str:
+    return f"org.{organisation_id}"
+
+
+def frames_channel(device_id) -> str:
+    return f"{_prefix()}:frames:{device_id}"
+
+
+def presence_key(device_id) -> str:
+    return f"{_prefix()}:presence:{device_id}"

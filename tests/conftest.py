@@ -1,0 +1,60 @@
+"""Shared personas (healthchecks-style): in Acme, alice owns, bob operates, carol views;
+mallory owns Globex, the outsider. Each has a device."""
+import pytest
+
+from accounts.models import Membership, Organisation, Role
+
+
+@pytest.fixture
+def acme(db):
+    return Organisation.objects.create(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def globex(db):
+    return Organisation.objects.create(name="Globex", slug="globex")
+
+
+def _member(django_user_model, org, username, role):
+    user = django_user_model.objects.create_user(username=username, password="password")
+    Membership.objects.create(organisation=org, user=user, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(django_user_model, acme):
+    return _member(django_user_model, acme, "alice", Role.OWNER)
+
+
+@pytest.fixture
+def bob(django_user_model, acme):
+    return _member(django_user_model, acme, "bob", Role.OPERATOR)
+
+
+@pytest.fixture
+def carol(django_user_model, acme):
+    return _member(django_user_model, acme, "carol", Role.VIEWER)
+
+
+@pytest.fixture
+def mallory(django_user_model, globex):
+    return _member(django_user_model, globex, "mallory", Role.OWNER)
+
+
+@pytest.fixture
+def acme_camera(acme):
+    from streams.models import Device
+
+    return Device.objects.create(organisation=acme, name="Front door", location="Gate")
+
+
+@pytest.fixture
+def globex_camera(globex):
+    from streams.models import Device
+
+    return Device.objects.create(organisation=globex, name="Loading bay")
+
+
+@pytest.fixture
+def personas(alice, bob, carol, mallory, acme_camera, globex_camera):
+    return {"owner": alice, "operator": bob, "viewer": carol, "outsider": mallory}
