@@ -108,8 +108,9 @@ class DeviceToken(models.Model):
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
-            # Disconnect a live device using this token at once.
-            transaction.on_commit(lambda: _notify_revoked(self.device_id, self.pk))
+            # Disconnect a live device using this token at once. robust: a Redis
+            # outage is logged, and must not undo or fail the committed revocation.
+            transaction.on_commit(lambda: _notify_revoked(self.device_id, self.pk), robust=True)
 
 
 def _notify_revoked(device_id, token_id):
