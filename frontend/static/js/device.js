@@ -1,0 +1,186 @@
+// Device page: live player with overlay stats, chart, snapshot, reconnect, and (operators) controls.
+import { LiveChart } from './lib/chart.js';
+import { formatBitrate, readConfig } from './lib/format.js';
+import { LivePlayer } from './lib/player.js';
+import { ReconnectingSocket } from './lib/socket.js';
+
+const config = readConfig();
+const device = config.device;
+const $ = (id) => document.getElementById(id);
+
+// State for people debugging and for the browser tests, which wait on it.
+const state = window.sightline = {
+  page: 'device',
+  deviceId: device.id,
+  connection: 'connecting',
+  connected: false,
+  online: device.online,
+  framesDrawn: 0,
+  firstFrameMs: null,       // ms since navigation start when the first live frame was drawn
+  latencyMs: null,
+  fps: 0,
+  bitrateBps: 0,
+  drops: 0,
+  serverStats: null,
+  canControl: false,
+  lastCommandResult: null,
+  commandsSent: 0,
+  reconnects: 0,
+  errors: [],
+  meanBrightness: () => player.meanBrightness(),
+};
+
+const canvas = $('live');
+const player = new LivePlayer(canvas, {
+  onDraw({ framesDrawn, latencyMs }) {
+    state.framesDrawn = framesDrawn;
+    state.latencyMs = latencyMs;
+    if (state.firstFrameMs === null) {
+      state.firstFrameMs = performance.now();
+      canvas.classList.add('has-frame');
+    }
+  },
+  onUnsupported(message) { showConnection('unsupported', message); },
+});
+
+const chart = new LiveChart($('chart'), {
+  series: [
+    { key: 'latency', label: 'latency ms', color: '#f5a524', max: 100 },
+    { key: 'fps', label: 'fps', color: '#3ddc97', max: 10 },
+  ],
+});
+
+function showConnection(name, detail = '') {
+  const el = $('conn');
+  const labels = { connecting: 'connecting…', open: 'live', reconnecting: 'reconnecting…', waiting: 'disconnected', failed: 'unavailable', closed: 'closed', unsupported: 'cannot decode' };
+  el.dataset.state = name;
+  el.textContent = detail ? `${labels[name] || name}: ${detail}` : (labels[name] || name);
+}
+
+const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
+  onState(name, detail) {
+    state.connection = name;
+    state.connected = name === 'open';
+    state.reconnects = socket ? socket.reconnects : 0;
+    showConnection(name, detail);
+  },
+  onBinary(buffer) { player.handleBinary(buffer); },
+  onText(message) { handleMessage(message); },
+});
+
+function handleMessage(message) {
+  switch (message.type) {
+    case 'welcome':
+      state.canControl = Boolean(message.can_control);
+      state.role = message.role;
+      if (message.device) setPresence(message.device.online);
+      break;
+    case 'stats':
+      state.serverStats = message;
+      state.drops = (message.drops || 0) + player.localDrops;
+      break;
+    case 'presence':
+      setPresence(message.online);
+      break;
+    case 'command_result':
+      showCommandResult(message);
+      break;
+    case 'ping':
+      socket.sendJson({ type: 'pong', id: message.id, ts: message.ts });
+      break;
+    case 'error':
+      state.errors.push(message);
+      break;
+    default:
+      break;
+  }
+}
+
+function setPresence(online) {
+  state.online = online;
+  const el = $('presence');
+  el.textContent = online ? 'online' : 'offline';
+  el.dataset.online = String(online);
+}
+
+// Overlay and chart refresh once a second from what this browser measured.
+setInterval(() => {
+  state.fps = player.meter.fps;
+  state.bitrateBps = player.meter.bitrateBps;
+  state.drops = (state.serverStats?.drops || 0) + player.localDrops;
+  $('stat-fps').textContent = state.fps.toFixed(1);
+  $('stat-bitrate').textContent = formatBitrate(state.bitrateBps);
+  $('stat-latency').textContent = state.latencyMs === null ? '–' : `${Math.round(state.latencyMs)} ms`;
+  $('stat-drops').textContent = String(state.drops);
+  chart.push({ latency: state.latencyMs, fps: state.fps });
+}, 1000);
+
+$('snapshot').addEventListener('click', () => {
+  if (!player.framesDrawn) return;
+  canvas.toBlob((blob) => {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = `${device.name.replace(/[^\w-]+/g, '_')}-${new Date().toISOString().replace(/[:.]/g, '-')}.jpg`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+  }, 'image/jpeg', 0.92);
+});
+
+// -- controls (rendered by the server only for operators and owners) ------------
+// A viewer's page has no controls, so a result (only ever "forbidden") is only recorded.
+let showCommandResult = (message) => { state.lastCommandResult = message; };
+const form = $('controls');
+if (form) {
+  const sent = new Map();  // command id -> settings, to say what an ack is about
+  const result = $('command-result');
+
+  const send = (settings) => {
+    const id = crypto.randomUUID();
+    sent.set(id, settings);
+    state.commandsSent++;
+    result.dataset.state = 'pending';
+    result.textContent = `Sending ${describe(settings)}…`;
+    if (!socket.sendJson({ type: 'command', id, settings })) {
+      showCommandResult({ id, ok: false, error: 'not connected' });
+    }
+  };
+
+  showCommandResult = (message) => {
+    const settings = sent.get(message.id);
+    sent.delete(message.id);
+    state.lastCommandResult = message;
+    result.dataset.state = message.ok ? 'ok' : 'error';
+    result.textContent = message.ok
+      ? `Applied ${describe(message.applied || settings || {})}`
+      : `Not applied${settings ? ` (${describe(settings)})` : ''}: ${explain(message.error)}`;
+  };
+
+  for (const name of ['brightness', 'contrast']) {
+    const input = form.elements[name];
+    input.addEventListener('input', () => { $(`out-${name}`).textContent = input.value; });
+    input.addEventListener('change', () => send({ [name]: Number(input.value) }));
+  }
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    send({
+      brightness: Number(form.elements.brightness.value),
+      contrast: Number(form.elements.contrast.value),
+      fps: Number(form.elements.fps.value),
+      resolution: form.elements.resolution.value,
+    });
+  });
+}
+
+function describe(settings) {
+  return Object.entries(settings).map(([k, v]) => `${k} ${v}`).join(', ');
+}
+
+function explain(error) {
+  const known = { timeout: 'the device did not answer in time', device_offline: 'the device is offline', forbidden: 'your role may not control devices' };
+  return known[error] || error || 'unknown error';
+}
+
+socket.start();
+window.addEventListener('pagehide', () => { socket.stop(); player.close(); });

@@ -1,0 +1,346 @@
+// Recordings: a day timeline per device, continuous HLS playback across segments
+// (hls.js over MSE; the browser's own HLS where there is no MSE), seek, day jumps, export.
+import { getJson, postJson } from './lib/api.js';
+import { clock, formatBytes, isoDay, readConfig } from './lib/format.js';
+import { Timeline, ZOOM_SPANS } from './lib/timeline.js';
+
+const config = readConfig();
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const status = (text) => { $('timeline-status').textContent = text; };
+
+const state = window.sightline = {
+  page: 'recordings',
+  deviceId: config.device.id,
+  day: null,
+  segments: [],
+  engine: null,             // 'hls.js' | 'native'
+  playlistLoaded: false,
+  fragments: 0,
+  playing: false,
+  currentWallMs: null,
+  lastSeek: null,           // {targetWallMs, targetMedia, landedMedia, ms}
+  seeks: [],
+  export: null,
+  errors: [],
+};
+
+// -- the media timeline: wall clock <-> position in the HLS stream --------------------
+// Filled from the playlist's EXT-X-PROGRAM-DATE-TIME (hls.js fragments) or, with native HLS,
+// from the segments list in order. [{mediaStart, duration, wallStart}]
+let fragments = [];
+
+function wallToMedia(ms) {
+  for (const f of fragments) {
+    const end = f.wallStart + f.duration * 1000;
+    if (ms < f.wallStart) return f.mediaStart;  // in a gap: play what comes next
+    if (ms < end) return f.mediaStart + (ms - f.wallStart) / 1000;
+  }
+  return null;
+}
+
+function mediaToWall(t) {
+  for (const f of fragments) {
+    if (t < f.mediaStart + f.duration + 0.001) return f.wallStart + Math.max(0, t - f.mediaStart) * 1000;
+  }
+  return null;
+}
+
+// -- playback engine ------------------------------------------------------------
+let hls = null;
+let Hls = null;
+
+async function loadEngine() {
+  try {
+    Hls = (await import('../vendor/hls.min.mjs')).default;
+  } catch {
+    Hls = null;  // vendor files missing (scripts/build-frontend not run): try native HLS
+  }
+  if (Hls && Hls.isSupported()) return 'hls.js';
+  if (video.canPlayType('application/vnd.apple.mpegurl')) return 'native';
+  return null;
+}
+
+function playlistUrl(day) {
+  const q = new URLSearchParams({ start: new Date(day.start).toISOString(), end: new Date(day.end).toISOString() });
+  return `${config.playlistUrl}?${q}`;
+}
+
+/** (Re)load the day's playlist; resolves when the fragment map is known. */
+function loadPlaylist() {
+  state.playlistLoaded = false;
+  const url = playlistUrl(currentDay);
+  return new Promise((resolve, reject) => {
+    if (state.engine === 'hls.js') {
+      hls?.destroy();
+      hls = new Hls({ maxBufferLength: 20, backBufferLength: 30, enableWorker: true });
+      hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
+        fragments = data.details.fragments
+          .filter((f) => f.programDateTime)
+          .map((f) => ({ mediaStart: f.start, duration: f.duration, wallStart: f.programDateTime }));
+        state.fragments = fragments.length;
+        state.playlistLoaded = true;
+        resolve();
+      });
+      hls.on(Hls.Events.ERROR, (_e, data) => {
+        if (data.type === Hls.ErrorTypes.NETWORK_ERROR && data.details === Hls.ErrorDetails.LEVEL_LOAD_ERROR
+            || data.details === Hls.ErrorDetails.MANIFEST_LOAD_ERROR) {
+          reject(new Error(data.response?.code === 404 ? 'no playable recordings' : 'playlist failed to load'));
+        }
+        if (data.fatal) {
+          state.errors.push(`${data.type}: ${data.details}`);
+          if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+        }
+      });
+      hls.loadSource(url);
+      hls.attachMedia(video);
+    } else {
+      fragments = [];
+      let at = 0;
+      for (const s of state.segments.filter(playable)) {
+        fragments.push({ mediaStart: at, duration: s.duration, wallStart: Date.parse(s.start) });
+        at += s.duration;
+      }
+      state.fragments = fragments.length;
+      video.src = url;
+      video.addEventListener('loadedmetadata', () => { state.playlistLoaded = true; resolve(); }, { once: true });
+      video.addEventListener('error', () => reject(new Error('playlist failed to load')), { once: true });
+    }
+  });
+}
+
+const playable = (s) => s.state === 'ready' || s.state === 'archived';
+
+// -- seeking ----------------------------------------------------------------------
+let pendingSeek = null;
+
+async function seekTo(wallMs) {
+  wallMs = Math.max(currentDay.start, Math.min(currentDay.end - 1, wallMs));
+  const lastPlayable = state.segments.filter(playable).at(-1);
+  const coveredUntil = fragments.length ? fragments.at(-1).wallStart + fragments.at(-1).duration * 1000 : 0;
+  if (lastPlayable && Date.parse(lastPlayable.end) > coveredUntil && wallMs >= coveredUntil - 1000) {
+    // Newer segments became playable since the playlist was loaded (today): reload it first.
+    try { await loadPlaylist(); } catch (error) { status(error.message); return; }
+  }
+  const target = wallToMedia(wallMs);
+  if (target === null) {
+    status(`Nothing recorded after ${clock(new Date(wallMs))} on this day.`);
+    return;
+  }
+  pendingSeek = { targetWallMs: wallMs, targetMedia: target, startedAt: performance.now() };
+  timeline.setPlayhead(mediaToWall(target));
+  video.currentTime = target;
+  const played = video.play();
+  if (played) {
+    played.catch(() => {
+      // Autoplay with sound refused before any user gesture: play muted, the user can unmute.
+      video.muted = true;
+      video.play().catch(() => {});
+    });
+  }
+}
+
+function finishSeekIfPlaying() {
+  if (!pendingSeek || video.seeking || video.paused || video.readyState < 3) return;
+  const ms = performance.now() - pendingSeek.startedAt;
+  state.lastSeek = { ...pendingSeek, landedMedia: video.currentTime, landedWallMs: mediaToWall(video.currentTime), ms };
+  state.seeks.push(state.lastSeek);
+  pendingSeek = null;
+}
+
+video.addEventListener('seeked', finishSeekIfPlaying);
+video.addEventListener('playing', () => { state.playing = true; finishSeekIfPlaying(); });
+video.addEventListener('canplay', finishSeekIfPlaying);
+video.addEventListener('pause', () => { state.playing = false; });
+video.addEventListener('ended', () => { state.playing = false; status('End of the recordings of this day.'); });
+video.addEventListener('timeupdate', () => {
+  finishSeekIfPlaying();
+  const wall = mediaToWall(video.currentTime);
+  state.currentTime = video.currentTime;
+  state.currentWallMs = wall;
+  if (wall !== null) {
+    $('video-clock').textContent = new Date(wall).toLocaleString();
+    if (!timeline.drag) timeline.setPlayhead(wall);
+  }
+});
+
+// -- days -------------------------------------------------------------------------
+let currentDay = null;
+
+function dayBounds(isoDate) {
+  const [y, m, d] = isoDate.split('-').map(Number);
+  return { iso: isoDate, start: new Date(y, m - 1, d).getTime(), end: new Date(y, m - 1, d + 1).getTime() };
+}
+
+async function fetchSegments() {
+  const q = new URLSearchParams({ start: new Date(currentDay.start).toISOString(), end: new Date(currentDay.end).toISOString() });
+  const body = await getJson(`${config.segmentsUrl}?${q}`);
+  state.segments = (body.segments || []).slice().sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
+  timeline.setSegments(state.segments);
+  return state.segments;
+}
+
+async function showDay(isoDate) {
+  currentDay = dayBounds(isoDate);
+  state.day = isoDate;
+  $('day').value = isoDate;
+  const url = new URL(location.href);
+  url.searchParams.set('date', isoDate);
+  history.replaceState(null, '', url);
+  timeline.setDay(currentDay.start, currentDay.end);
+  timeline.setPlayhead(null);
+  fragments = [];
+  status('loading…');
+  try {
+    await fetchSegments();
+  } catch (error) {
+    status(`Could not load recordings: ${error.message}`);
+    return;
+  }
+  const ready = state.segments.filter(playable);
+  const recorded = state.segments.reduce((sum, s) => sum + (s.duration || 0), 0);
+  status(state.segments.length
+    ? `${state.segments.length} segments, ${Math.round(recorded / 60)} min recorded${ready.length < state.segments.length ? `, ${state.segments.length - ready.length} still processing` : ''}. Click the timeline to play; shift-drag to select.`
+    : 'No recordings on this day.');
+  if (!ready.length || !state.engine) return;
+  try { await loadPlaylist(); } catch (error) { status(error.message); }
+  const first = fragments[0];
+  if (first) timeline.setPlayhead(first.wallStart);
+}
+
+function shiftDay(days) {
+  const d = new Date(currentDay.start);
+  d.setDate(d.getDate() + days);
+  showDay(isoDay(d));
+}
+
+// -- export -------------------------------------------------------------------------
+const exportForm = $('export');
+let selection = { start: null, end: null };
+
+function timeOfDay(ms) { return clock(new Date(ms)); }
+
+function msFromTimeInput(value) {
+  const [h, m, s = 0] = value.split(':').map(Number);
+  const d = new Date(currentDay.start);
+  d.setHours(h, m, s, 0);
+  return d.getTime();
+}
+
+function select(startMs, endMs) {
+  selection = { start: startMs, end: endMs };
+  timeline.setSelection(startMs, endMs);
+  if (exportForm) {
+    if (startMs !== null) $('export-start').value = timeOfDay(startMs);
+    if (endMs !== null) $('export-end').value = timeOfDay(endMs);
+  }
+}
+
+async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest('SHA-256', buffer);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function runExport(startMs, endMs) {
+  const progress = $('export-progress');
+  const say = (text) => { $('export-status').textContent = text; };
+  $('export-download').hidden = true;
+  $('export-checksum-row').hidden = true;
+  progress.hidden = false;
+  progress.value = 0;
+  state.export = { state: 'requested', progress: 0 };
+  let job;
+  try {
+    job = await postJson(config.exportsUrl, { start: new Date(startMs).toISOString(), end: new Date(endMs).toISOString() });
+  } catch (error) {
+    state.export = { state: 'failed', error: error.message };
+    say(`Export refused: ${error.message}`);
+    progress.hidden = true;
+    return;
+  }
+  say('Export queued…');
+  const deadline = Date.now() + 15 * 60 * 1000;
+  let info = { ...job, state: 'queued', progress: 0 };
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    try { info = await getJson(job.status_url || `/api/exports/${job.id}/`); } catch (error) { say(`Checking export: ${error.message}`); continue; }
+    state.export = { ...info };
+    progress.value = info.progress || 0;
+    if (info.state === 'done' || info.state === 'failed') break;
+    say(`Exporting… ${Math.round((info.progress || 0) * 100)} %`);
+  }
+  if (info.state !== 'done') {
+    say(`Export failed: ${info.failure_reason || info.error || info.state}`);
+    return;
+  }
+  progress.value = 1;
+  say(`Export ready: ${formatBytes(info.bytes)}.`);
+  $('export-checksum').textContent = info.checksum;
+  $('export-checksum-row').hidden = false;
+  const link = $('export-download');
+  link.href = info.download_url;
+  link.download = `${config.device.name.replace(/[^\w-]+/g, '_')}-${new Date(startMs).toISOString().replace(/[:.]/g, '-')}.mp4`;
+  link.hidden = false;
+  // Check the file as it arrives here against the checksum the server computed.
+  if (crypto.subtle && info.bytes < 512 * 1024 * 1024) {
+    $('export-verified').textContent = 'verifying…';
+    try {
+      const response = await fetch(info.download_url, { credentials: 'same-origin' });
+      const computed = await sha256Hex(await response.arrayBuffer());
+      state.export.computedChecksum = computed;
+      state.export.verified = computed === info.checksum;
+      $('export-verified').textContent = state.export.verified ? '✓ matches the downloaded file' : `✗ downloaded file hashes to ${computed}`;
+    } catch (error) {
+      $('export-verified').textContent = `could not verify: ${error.message}`;
+    }
+  }
+}
+
+if (exportForm) {
+  $('mark-in').addEventListener('click', () => select(state.currentWallMs ?? timeline.playheadMs, selection.end));
+  $('mark-out').addEventListener('click', () => select(selection.start, state.currentWallMs ?? timeline.playheadMs));
+  for (const id of ['export-start', 'export-end']) {
+    $(id).addEventListener('change', () => {
+      selection = { start: msFromTimeInput($('export-start').value || '00:00:00'), end: msFromTimeInput($('export-end').value || '00:00:00') };
+      timeline.setSelection(selection.start, selection.end);
+    });
+  }
+  exportForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const start = msFromTimeInput($('export-start').value);
+    const end = msFromTimeInput($('export-end').value);
+    if (!(end > start)) { $('export-status').textContent = 'The end must be after the start.'; return; }
+    runExport(start, end);
+  });
+}
+
+// -- wiring -----------------------------------------------------------------------------
+const timeline = new Timeline({
+  wrap: $('timeline-wrap'), timeline: $('timeline'), segments: $('segments'), ticks: $('ticks'),
+  playhead: $('playhead'), hover: $('hover'), selection: $('selection'), zoomLabel: $('zoom-level'),
+}, {
+  seek: (ms) => seekTo(ms),
+  select: (start, end) => select(start, end),
+});
+
+$('day-prev').addEventListener('click', () => shiftDay(-1));
+$('day-next').addEventListener('click', () => shiftDay(1));
+$('day').addEventListener('change', () => { if ($('day').value) showDay($('day').value); });
+$('zoom-in').addEventListener('click', () => timeline.setZoom(timeline.zoom + 1));
+$('zoom-out').addEventListener('click', () => timeline.setZoom(timeline.zoom - 1));
+
+// Test and debugging hooks: seek by wall-clock time, and the zoom levels.
+state.seekTo = (ms) => seekTo(ms);
+state.select = (startMs, endMs) => select(startMs, endMs);
+state.zoomSpans = ZOOM_SPANS;
+
+(async () => {
+  state.engine = await loadEngine();
+  if (!state.engine) status('This browser cannot play HLS recordings.');
+  await showDay(config.date || isoDay(new Date()));
+  timeline.setZoom(0);
+  // Today's timeline grows while the device records.
+  setInterval(() => {
+    if (currentDay && Date.now() < currentDay.end && Date.now() >= currentDay.start) fetchSegments().catch(() => {});
+  }, 15000);
+})();
