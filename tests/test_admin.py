@@ -1,0 +1,274 @@
+"""The admin as the people who use it: alice owns Acme, mallory owns Globex (the outsider),
+carol views Acme. Staff who are not superusers see only their own organisations' rows."""
+import re
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.models import Membership, Organisation
+from recordings.models import Segment
+from streams import control, tokens
+from streams.admin import TokenInlineForm
+from streams.models import AuthResult, Device, DeviceToken, authenticate_token
+
+TOKEN_IN_PAGE = re.compile(r"sl_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}")
+
+
+def _staff(*users):
+    for user in users:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+
+
+@pytest.fixture
+def as_alice(client, alice, mallory):
+    _staff(alice, mallory)
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def as_mallory(client, alice, mallory):
+    _staff(alice, mallory)
+    client.force_login(mallory)
+    return client
+
+
+@pytest.fixture
+def disconnects(monkeypatch):
+    calls = []
+    monkeypatch.setattr(control, "disconnect_device", lambda device_id, reason, token_id=None: calls.append((device_id, reason)))
+    return calls
+
+
+@pytest.fixture
+def acme_segment(acme_camera):
+    now = timezone.now()
+    return Segment.objects.create(device=acme_camera, start=now, end=now, codec="jpeg", storage_key="acme/secret-key.mp4")
+
+
+def _action(client, model, action, *pks):
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return client.post(url, {"action": action, "_selected_action": [str(pk) for pk in pks]})
+
+
+def _device_form(device, **changes):
+    data = {
+        "organisation": str(device.organisation_id),
+        "name": device.name,
+        "description": device.description,
+        "location": device.location,
+        "expected_media": device.expected_media,
+        "recording_policy": device.recording_policy,
+        "retention_days": device.retention_days,
+        "brightness": device.brightness,
+        "contrast": device.contrast,
+        "fps": device.fps,
+        "width": device.width,
+        "height": device.height,
+        "extra_settings": "{}",
+    }
+    if device.enabled:
+        data["enabled"] = "on"
+    rows = list(device.tokens.all()) if device.pk else []
+    data.update({
+        "tokens-TOTAL_FORMS": len(rows),
+        "tokens-INITIAL_FORMS": len(rows),
+        "tokens-MIN_NUM_FORMS": 0,
+        "tokens-MAX_NUM_FORMS": 1000,
+    })
+    for index, row in enumerate(rows):
+        data.update({f"tokens-{index}-id": row.pk, f"tokens-{index}-device": str(device.pk), f"tokens-{index}-label": row.label})
+    data.update(changes)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+# -- what each owner sees -------------------------------------------------------------------
+def test_the_owner_sees_her_devices_with_online_state_and_filters(as_alice, acme_camera, globex_camera):
+    page = as_alice.get(reverse("admin:streams_device_changelist")).content.decode()
+    assert "Front door" in page and "Loading bay" not in page
+    assert "active tokens" in page.lower() and "last seen" in page.lower()
+    assert "Globex" not in page  # not even in the organisation filter
+
+
+def test_the_outsider_never_sees_acme_devices_in_the_changelist_or_filters(as_mallory, acme_camera, globex_camera):
+    for query in ("", "?q=Front", f"?organisation={acme_camera.organisation_id}"):
+        page = as_mallory.get(reverse("admin:streams_device_changelist") + query).content.decode()
+        assert "Front door" not in page and "Acme" not in page
+
+
+def test_the_outsider_cannot_open_change_or_delete_or_history_of_an_acme_device(as_mallory, acme_camera):
+    for view in ("change", "delete", "history"):
+        response = as_mallory.get(reverse(f"admin:streams_device_{view}", args=[acme_camera.pk]), follow=True)
+        assert "Front door" not in response.content.decode(), view
+        assert response.status_code == 404 or response.redirect_chain[0] == (reverse("admin:index"), 302), view
+
+
+def test_the_outsider_cannot_change_an_acme_device_by_posting(as_mallory, acme_camera):
+    as_mallory.post(reverse("admin:streams_device_change", args=[acme_camera.pk]), _device_form(acme_camera, name="pwned"))
+    acme_camera.refresh_from_db()
+    assert acme_camera.name == "Front door"
+
+
+def test_the_outsider_never_sees_acme_segments(as_mallory, acme_segment):
+    page = as_mallory.get(reverse("admin:recordings_segment_changelist")).content.decode()
+    assert "Front door" not in page and "0 segments" in page
+    response = as_mallory.get(reverse("admin:recordings_segment_change", args=[acme_segment.pk]), follow=True)
+    assert "secret-key" not in response.content.decode()
+
+
+def test_the_owner_sees_her_segments_read_only(as_alice, acme_segment):
+    assert "Front door" in as_alice.get(reverse("admin:recordings_segment_changelist")).content.decode()
+    page = as_alice.get(reverse("admin:recordings_segment_change", args=[acme_segment.pk])).content.decode()
+    assert "secret-key" in page and 'name="_save"' not in page
+
+
+def test_the_outsider_sees_only_his_organisation_and_members(as_mallory, acme, globex, alice):
+    page = as_mallory.get(reverse("admin:accounts_organisation_changelist")).content.decode()
+    assert "Globex" in page and "Acme" not in page
+    response = as_mallory.get(reverse("admin:accounts_organisation_change", args=[acme.pk]), follow=True)
+    assert "alice" not in response.content.decode()
+    page = as_mallory.get(reverse("admin:accounts_membership_changelist")).content.decode()
+    assert "mallory" in page and "alice" not in page
+
+
+def test_the_outsider_never_sees_acme_tokens(as_mallory, acme_camera):
+    _, row = acme_camera.issue_token(label="acme-label")
+    page = as_mallory.get(reverse("admin:streams_devicetoken_changelist")).content.decode()
+    assert "acme-label" not in page and row.prefix not in page
+
+
+def test_the_outsider_can_pick_only_his_own_organisation_for_a_new_device(as_mallory, acme, globex):
+    page = as_mallory.get(reverse("admin:streams_device_add")).content.decode()
+    assert str(globex.pk) in page and str(acme.pk) not in page
+    device = Device(organisation=acme, name="Planted")
+    response = as_mallory.post(reverse("admin:streams_device_add"), _device_form(device))
+    assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
+    assert not Device.objects.filter(name="Planted").exists()
+
+
+def test_the_outsider_cannot_act_on_acme_devices(as_mallory, acme_camera, disconnects):
+    _action(as_mallory, Device, "disable_devices", acme_camera.pk)
+    _action(as_mallory, Device, "issue_token", acme_camera.pk)
+    acme_camera.refresh_from_db()
+    assert acme_camera.enabled and not acme_camera.tokens.exists() and disconnects == []
+
+
+# -- tokens: shown once, rotated, revoked -----------------------------------------------------
+def test_creating_a_device_shows_its_token_once_and_stores_only_a_hash(as_alice, acme, django_capture_on_commit_callbacks):
+    response = as_alice.post(reverse("admin:streams_device_add"), _device_form(Device(organisation=acme, name="Back gate")))
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    shown = TOKEN_IN_PAGE.findall(response.content.decode())
+    assert len(shown) == 1
+    device = Device.objects.get(name="Back gate")
+    row = device.tokens.get()
+    assert row.digest == tokens.digest(shown[0]) and shown[0] not in row.digest
+    assert all(shown[0] not in morsel.value for morsel in response.cookies.values())
+    assert authenticate_token(shown[0])[0] == AuthResult.OK
+    later = as_alice.get(reverse("admin:streams_device_change", args=[device.pk])).content.decode()
+    assert shown[0] not in later and row.digest not in later and str(row) in later
+
+
+def test_rotating_keeps_the_two_newest_tokens_active(as_alice, acme_camera):
+    shown = []
+    for _ in range(3):
+        response = _action(as_alice, Device, "issue_token", acme_camera.pk)
+        assert response.status_code == 200 and "no-store" in response["Cache-Control"]
+        shown += TOKEN_IN_PAGE.findall(response.content.decode())
+    assert len(set(shown)) == 3
+    assert [authenticate_token(token)[0] for token in shown] == [AuthResult.REVOKED, AuthResult.OK, AuthResult.OK]
+    assert acme_camera.tokens.filter(revoked_at__isnull=True).count() == 2
+
+
+def test_revoking_a_token_in_the_token_list_disconnects_the_device(
+    as_alice, acme_camera, disconnects, django_capture_on_commit_callbacks
+):
+    clear, row = acme_camera.issue_token()
+    with django_capture_on_commit_callbacks(execute=True):
+        _action(as_alice, DeviceToken, "revoke_tokens", row.pk)
+    assert authenticate_token(clear)[0] == AuthResult.REVOKED
+    assert disconnects == [(acme_camera.pk, "token_revoked")]
+
+
+def test_revoke_all_tokens_action_revokes_every_active_token(as_alice, acme_camera, disconnects):
+    clears = [acme_camera.issue_token()[0] for _ in range(2)]
+    _action(as_alice, Device, "revoke_all_tokens", acme_camera.pk)
+    assert {authenticate_token(clear)[0] for clear in clears} == {AuthResult.REVOKED}
+
+
+def test_the_revoke_box_on_the_device_page_revokes_that_token(acme_camera):
+    clear, row = acme_camera.issue_token()
+    form = TokenInlineForm(data={"label": "kept", "revoke": "on"}, instance=row)
+    assert form.is_valid(), form.errors
+    form.save()
+    row.refresh_from_db()
+    assert row.label == "kept" and row.revoked_at is not None
+    assert authenticate_token(clear)[0] == AuthResult.REVOKED
+
+
+def test_the_token_digest_is_never_a_form_field(as_alice, acme_camera):
+    acme_camera.issue_token()
+    page = as_alice.get(reverse("admin:streams_device_change", args=[acme_camera.pk])).content.decode()
+    assert "digest" not in page
+    assert 'name="tokens-0-revoke"' in page and 'name="tokens-0-label"' in page
+
+
+# -- enable / disable -----------------------------------------------------------------------------
+def test_disabling_devices_disconnects_them_after_commit(
+    as_alice, acme_camera, disconnects, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        _action(as_alice, Device, "disable_devices", acme_camera.pk)
+    acme_camera.refresh_from_db()
+    assert not acme_camera.enabled
+    assert disconnects == [(acme_camera.pk, "device_disabled")]
+    _action(as_alice, Device, "enable_devices", acme_camera.pk)
+    acme_camera.refresh_from_db()
+    assert acme_camera.enabled
+
+
+def test_unticking_enabled_on_the_device_page_disconnects_it(
+    as_alice, acme_camera, disconnects, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_alice.post(
+            reverse("admin:streams_device_change", args=[acme_camera.pk]), _device_form(acme_camera, enabled=None)
+        )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    acme_camera.refresh_from_db()
+    assert not acme_camera.enabled and disconnects == [(acme_camera.pk, "device_disabled")]
+
+
+# -- roles --------------------------------------------------------------------------------------------
+def test_a_viewer_on_staff_may_look_but_not_change(client, carol, acme_camera):
+    _staff(carol)
+    client.force_login(carol)
+    page = client.get(reverse("admin:streams_device_change", args=[acme_camera.pk])).content.decode()
+    assert "Front door" in page and 'name="_save"' not in page
+    client.post(reverse("admin:streams_device_change", args=[acme_camera.pk]), _device_form(acme_camera, name="renamed"))
+    acme_camera.refresh_from_db()
+    assert acme_camera.name == "Front door"
+    assert client.get(reverse("admin:accounts_membership_changelist")).status_code == 403
+
+
+def test_owners_add_members_by_username_only(as_alice, acme, bob, carol):
+    url = reverse("admin:accounts_membership_add")
+    page = as_alice.get(url).content.decode()
+    assert "<select" in page and "mallory" not in page  # usernames are typed, never listed
+    response = as_alice.post(url, {"user": "nobody", "organisation": str(acme.pk), "role": "viewer"})
+    assert "No active user" in response.content.decode()
+
+
+def test_the_outsider_cannot_add_himself_to_acme(as_mallory, acme, mallory):
+    as_mallory.post(
+        reverse("admin:accounts_membership_add"), {"user": "mallory", "organisation": str(acme.pk), "role": "owner"}
+    )
+    assert not Membership.objects.filter(organisation=acme, user=mallory).exists()
+
+
+def test_only_superusers_create_organisations(as_alice, admin_client):
+    assert as_alice.get(reverse("admin:accounts_organisation_add")).status_code == 403
+    assert admin_client.get(reverse("admin:accounts_organisation_add")).status_code == 200
+    assert Organisation.objects.count() == 2
