@@ -1,0 +1,231 @@
+"""Browser tests: a real daphne server, Redis, a Celery worker and the reference device
+agent, against the test database, driven through Playwright with Debian's Chromium.
+
+Everything the tests wait for is state the pages expose on window.sightline; there are no
+sleeps. Every process started here is stopped in a finaliser.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+]
+PASSWORD = "password"  # tests/conftest.py personas
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Process:
+    """A child process with its output in a log file, stopped with SIGTERM then SIGKILL."""
+
+    def __init__(self, name: str, args: list[str], env: dict, log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def stack_env(django_db_setup, tmp_path_factory):
+    """Environment for every child process: same database, var dir and secret as this test
+    run; private Redis key prefixes and Celery queue so parallel runs never share work."""
+    run = uuid.uuid4().hex[:10]
+    db = settings.DATABASES["default"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SIGHTLINE_VAR_DIR": str(settings.VAR_DIR),
+        "REDIS_URL": settings.REDIS_URL,
+        "CHANNEL_PREFIX": f"test-{run}",
+        "CACHE_PREFIX": f"test-{run}",
+        "CELERY_QUEUE": f"test-{run}",
+        "SEGMENT_SECONDS": "2",
+        "LOG_FORMAT": "console",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    })
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:  # PostgreSQL: the test database pytest-django created
+        env["DATABASE_URL"] = f"postgres://{db.get('USER') or ''}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    env["_LOG_DIR"] = str(tmp_path_factory.mktemp("stack-logs"))
+    return env
+
+
+@pytest.fixture(scope="session")
+def server(stack_env):
+    """daphne serving project.asgi on a free port, with static files collected (DEBUG is off)."""
+    log_dir = Path(stack_env["_LOG_DIR"])
+    subprocess.run([str(VENV_BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
+                   cwd=ROOT, env=stack_env, check=True, timeout=120)
+    port = free_port()
+    proc = Process("daphne", [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
+                   stack_env, log_dir)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers():
+        assert proc.alive(), f"daphne exited:\n{proc.output()}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, 30, "daphne to listen")
+        yield {"url": url, "port": port, "ws": f"ws://127.0.0.1:{port}", "process": proc}
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(stack_env):
+    log_dir = Path(stack_env["_LOG_DIR"])
+    proc = Process("celery", [str(VENV_BIN / "celery"), "-A", "project", "worker", "-Q", stack_env["CELERY_QUEUE"],
+                              "-P", "solo", "-c", "1", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                              "-l", "info"], stack_env, log_dir)
+    try:
+        wait_until(lambda: (proc.alive() or pytest.fail(f"celery exited:\n{proc.output()}")) and " ready." in proc.output(),
+                   60, "the Celery worker to be ready")
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def start_agent(server, stack_env, tmp_path):
+    """Start the reference device agent for a device; returns the Process."""
+    started = []
+
+    def start(device, *extra):
+        clear, _ = device.issue_token(label="browser test")
+        token_file = tmp_path / f"token-{device.pk}"
+        token_file.write_text(clear)
+        token_file.chmod(0o600)
+        proc = Process(f"agent-{device.pk}", [str(VENV_BIN / "python"), "-m", "streams.agent",
+                                              "--url", f"{server['ws']}/ws/device/", "--token-file", str(token_file),
+                                              *extra], stack_env, Path(stack_env["_LOG_DIR"]))
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def playwright_browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Portal:
+    """One logged-in browser context; collects console errors so tests can assert there are none."""
+
+    def __init__(self, browser, base_url: str, viewport=None):
+        self.base_url = base_url
+        self.context = browser.new_context(base_url=base_url, viewport=viewport or {"width": 1280, "height": 800},
+                                           accept_downloads=True)
+        self.context.set_default_timeout(20_000)
+        self.console_errors: list[str] = []
+
+    def new_page(self):
+        page = self.context.new_page()
+        page.on("console", lambda m: m.type == "error" and self.console_errors.append(f"{page.url}: {m.text}"))
+        page.on("pageerror", lambda e: self.console_errors.append(f"{page.url}: {e}"))
+        return page
+
+    def login(self, username: str, password: str = PASSWORD):
+        page = self.new_page()
+        page.goto("/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", password)
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert "/login/" not in page.url, f"login as {username} failed"
+        return page
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def portal(playwright_browser, server):
+    opened = []
+
+    def open_portal(viewport=None) -> Portal:
+        p = Portal(playwright_browser, server["url"], viewport)
+        opened.append(p)
+        return p
+
+    yield open_portal
+    for p in opened:
+        p.close()
+
+
+@pytest.fixture
+def artifacts():
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def wait_for_state(page, expression: str, timeout_ms: int = 20_000):
+    """Wait until a JS expression over window.sightline is truthy; returns its value."""
+    handle = page.wait_for_function(f"() => {{ const s = window.sightline; return s && ({expression}); }}",
+                                    timeout=timeout_ms)
+    return handle.json_value()

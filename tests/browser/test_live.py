@@ -1,0 +1,95 @@
+"""Live viewing in a real browser: the wall and the device page, as a viewer and an operator."""
+import pytest
+
+from tests.browser.conftest import wait_for_state
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CANVAS_HASH = """(selector) => {
+    const c = document.querySelector(selector);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let h = 0;
+    for (let i = 0; i < d.length; i += 37) h = (h * 31 + d[i]) >>> 0;
+    return h;
+}"""
+
+
+def test_a_viewer_sees_live_frames_on_the_wall_and_no_controls(personas, acme_camera, start_agent, portal, artifacts):
+    start_agent(acme_camera, "--fps", "10", "--resolution", "320x180")
+    browser = portal()
+    page = browser.login("carol")
+    tile = f'.tile[data-device-id="{acme_camera.pk}"] canvas'
+    wait_for_state(page, f"s.tiles['{acme_camera.pk}'] && s.tiles['{acme_camera.pk}'].framesDrawn >= 2")
+    first = page.evaluate(CANVAS_HASH, tile)
+    drawn = page.evaluate(f"window.sightline.tiles['{acme_camera.pk}'].framesDrawn")
+    wait_for_state(page, f"s.tiles['{acme_camera.pk}'].framesDrawn >= {drawn + 3}")
+    assert page.evaluate(CANVAS_HASH, tile) != first, "the tile's pixels did not change between two reads"
+    wait_for_state(page, f"s.tiles['{acme_camera.pk}'].online === true")
+    assert page.locator(f'.tile[data-device-id="{acme_camera.pk}"] [data-field=online]').inner_text() == "online"
+    page.screenshot(path=str(artifacts / "wall.png"))
+
+    page.click(f'.tile[data-device-id="{acme_camera.pk}"] a')
+    page.wait_for_url(f"**/devices/{acme_camera.pk}/")
+    wait_for_state(page, "s.framesDrawn >= 2")
+    assert page.locator("#controls, #ctl-brightness, #ctl-fps, #ctl-resolution").count() == 0
+    assert page.evaluate("window.sightline.canControl") is False
+    assert browser.console_errors == []
+
+
+def test_time_to_first_live_frame_on_the_device_page(personas, acme_camera, start_agent, portal, artifacts):
+    start_agent(acme_camera, "--fps", "10", "--resolution", "640x360")
+    browser = portal()
+    page = browser.login("bob")
+    # Warm-up: the device is live and the server holds its latest frame before we time.
+    page.goto(f"/devices/{acme_camera.pk}/")
+    wait_for_state(page, "s.framesDrawn >= 1")
+    samples = []
+    for _ in range(3):
+        page.goto(f"/devices/{acme_camera.pk}/")
+        samples.append(wait_for_state(page, "s.firstFrameMs"))
+    best, worst = min(samples), max(samples)
+    print(f"\nTIME TO FIRST LIVE FRAME (navigation start -> first frame drawn): "
+          f"{', '.join(f'{s:.0f}' for s in samples)} ms (best {best:.0f}, worst {worst:.0f}; bar 300 ms)")
+    wait_for_state(page, "s.latencyMs !== null && s.fps > 0")
+    page.screenshot(path=str(artifacts / "device.png"))
+    assert worst <= 300, f"first live frame took {worst:.0f} ms"
+    assert browser.console_errors == []
+
+
+def test_an_operator_raises_brightness_and_the_drawn_frame_gets_brighter(personas, acme_camera, start_agent, portal):
+    start_agent(acme_camera, "--fps", "10", "--resolution", "320x180")
+    browser = portal()
+    page = browser.login("bob")
+    page.goto(f"/devices/{acme_camera.pk}/")
+    wait_for_state(page, "s.framesDrawn >= 3")
+    before = page.evaluate("window.sightline.meanBrightness()")
+    page.locator("#ctl-brightness").fill("80")  # fires input and change: the command is sent
+    result = wait_for_state(page, "s.lastCommandResult")
+    assert result["ok"] is True, result
+    assert result["applied"]["brightness"] == 80
+    assert "Applied" in page.locator("#command-result").inner_text()
+    brighter = wait_for_state(page, f"s.meanBrightness() > {before + 25} && s.meanBrightness()")
+    print(f"\nmean brightness of the drawn frame: {before:.1f} -> {brighter:.1f}")
+    assert browser.console_errors == []
+
+
+def test_the_device_page_works_at_phone_width_and_by_keyboard(personas, acme_camera, start_agent, portal):
+    start_agent(acme_camera, "--fps", "10", "--resolution", "320x180")
+    browser = portal(viewport={"width": 375, "height": 740})
+    page = browser.login("bob")
+    for url in ("/", f"/devices/{acme_camera.pk}/", f"/devices/{acme_camera.pk}/recordings/", "/publish/"):
+        page.goto(url)
+        overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{url} scrolls sideways by {overflow}px at 375px"
+    page.goto(f"/devices/{acme_camera.pk}/")
+    wait_for_state(page, "s.framesDrawn >= 1")
+    reached = set()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        reached.add(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert {"snapshot", "ctl-brightness", "ctl-contrast", "ctl-fps", "ctl-resolution"} <= reached, reached
+    page.focus("#ctl-brightness")
+    page.keyboard.press("ArrowRight")  # a keyboard change is a command like a drag
+    result = wait_for_state(page, "s.lastCommandResult")
+    assert result["ok"] is True and result["applied"]["brightness"] == 5
+    assert browser.console_errors == []
