@@ -32,6 +32,16 @@ class Segment(models.Model):
     state = models.CharField(max_length=16, choices=SegmentState.choices, default=SegmentState.RECORDING)
     failure_reason = models.TextField(blank=True)
     held = models.BooleanField(default=False, help_text="Protected from retention")
+    # Recorder bookkeeping (recordings/recorder.py).
+    first_seq = models.BigIntegerField(null=True, blank=True)
+    last_seq = models.BigIntegerField(null=True, blank=True)
+    dropped_frames = models.PositiveIntegerField(default=0, help_text="Frames dropped for recording (queue full)")
+    writer = models.CharField(max_length=200, blank=True, help_text="host:pid of the recorder writing the spool")
+    # Task claim (recordings/pipeline.py): who is transcoding, since when.
+    claim_token = models.CharField(max_length=64, blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True, help_text="host:pid of the claiming worker")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    init_bytes = models.PositiveIntegerField(default=0, help_text="Size of ftyp+moov of the fMP4 (HLS EXT-X-MAP)")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

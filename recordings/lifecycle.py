@@ -1,0 +1,84 @@
+"""Segment rows as the recorder opens and closes them, and what happens after.
+
+Actions, then events: a segment becomes `closed` in one transaction, the
+processing chain is queued only after that commits, and the device hears
+`persisted` only after both (docs/recording.md, "State machine").
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from django.db import transaction
+
+from recordings.models import Segment, SegmentState
+
+log = logging.getLogger(__name__)
+
+
+def utc_from_us(timestamp_us: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_us / 1_000_000, tz=timezone.utc)
+
+
+def create_segment(*, segment_id, device_id, start: datetime, codec: str, has_audio: bool,
+                   spool_path: str, spool_host: str, writer: str) -> None:
+    Segment.objects.create(
+        id=segment_id, device_id=device_id, start=start, codec=codec, has_audio=has_audio,
+        spool_path=spool_path, spool_host=spool_host, writer=writer, state=SegmentState.RECORDING,
+    )
+
+
+def close_segment(segment_id, *, end: datetime, frames: int, first_seq: int | None, last_seq: int | None,
+                  spool_bytes: int, dropped_frames: int, has_audio: bool) -> Segment | None:
+    """recording -> closed, then (after commit) queue transcode -> thumbnails -> archive.
+
+    Conditional on the state, so a recovery run and a late writer cannot both
+    close it. Returns the closed row, or None if it was not `recording`.
+    """
+    with transaction.atomic():
+        updated = Segment.objects.filter(pk=segment_id, state=SegmentState.RECORDING).update(
+            state=SegmentState.CLOSED, end=end, frames=frames, first_seq=first_seq, last_seq=last_seq,
+            bytes=spool_bytes, dropped_frames=dropped_frames, has_audio=has_audio, writer="",
+            updated_at=datetime.now(timezone.utc),
+        )
+        if not updated:
+            return None
+        transaction.on_commit(lambda: queue_processing(segment_id))
+    return Segment.objects.get(pk=segment_id)
+
+
+def fail_segment(segment_id, reason: str, from_states=None) -> bool:
+    qs = Segment.objects.filter(pk=segment_id)
+    if from_states:
+        qs = qs.filter(state__in=from_states)
+    return bool(qs.update(state=SegmentState.FAILED, failure_reason=reason[:2000],
+                          updated_at=datetime.now(timezone.utc)))
+
+
+def queue_processing(segment_id) -> None:
+    """Send the chain to the spool host's queue (the spool is local to it)."""
+    from celery import chain
+
+    from recordings import constants
+    from recordings.tasks import archive_task, thumbnails_task, transcode_task
+
+    sid = str(segment_id)
+    queue = constants.spool_queue()
+    chain(
+        transcode_task.si(sid).set(queue=queue),
+        thumbnails_task.si(sid).set(queue=queue),
+        archive_task.si(sid).set(queue=queue),
+    ).apply_async()
+
+
+def persisted_message(segment: Segment) -> dict:
+    """The channel-layer event for streams' device consumer (BRIEF: recorder contract)."""
+    return {
+        "type": "segment.persisted",
+        "segment_id": str(segment.id),
+        "start": segment.start.isoformat(),
+        "end": segment.end.isoformat() if segment.end else None,
+        "frames": segment.frames,
+        "first_seq": segment.first_seq,
+        "last_seq": segment.last_seq,
+    }

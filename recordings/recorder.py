@@ -1,0 +1,359 @@
+"""The recorder the device consumer feeds (BRIEF: recorder contract).
+
+    rec = open_recorder(device, hello)      # None when recording is off
+    rec.submit(frame, received_at)          # on the event loop: one deque append, never blocks
+    rec.close()                             # non-blocking; the writer closes the segment durably
+
+submit() only appends to a bounded deque. A writer thread per device drains it
+every WRITER_POLL_SECONDS, appends whole batches to the spool file, fsyncs
+every PART_SECONDS, cuts segments by recordings.segmenting.should_cut, and
+closes them through recordings.lifecycle (row -> closed, chain queued after
+commit, then `segment.persisted` to the device group). When the deque is full
+or the disk fails, frames are dropped *for recording only*; live viewers are
+fed by the consumer and never wait on any of this.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Optional
+
+from recordings import constants, lifecycle, recovery, spool
+from recordings.segmenting import OpenSegment, idle_expired, should_cut
+from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
+
+log = logging.getLogger(__name__)
+
+RUN_ID = uuid.uuid4().hex[:12]  # this process's run; part of the writer identity
+_VIDEO_KINDS = (KIND_JPEG, KIND_H264)
+_recovery_started = threading.Lock()
+_recovery_done = False
+
+
+def writer_identity() -> str:
+    return f"{constants.host_name()}:{os.getpid()}:{RUN_ID}"
+
+
+def open_recorder(device, hello: dict) -> Optional["DeviceRecorder"]:
+    """A started recorder for this device session, or None if its policy is off."""
+    from streams.models import RecordingPolicy
+
+    if device.recording_policy == RecordingPolicy.OFF:
+        return None
+    _recover_once_per_process()
+    audio = hello.get("audio") if isinstance(hello.get("audio"), dict) else None
+    recorder = DeviceRecorder(device.id, device.organisation_id, audio=audio)
+    recorder.start()
+    return recorder
+
+
+def _recover_once_per_process() -> None:
+    """The first recorder of an ingest process closes and queues what a crashed
+    predecessor on this host left half-written (in the background)."""
+    global _recovery_done
+    with _recovery_started:
+        if _recovery_done:
+            return
+        _recovery_done = True
+    threading.Thread(target=recovery.recover_in_thread, name="spool-recovery", daemon=True).start()
+
+
+class DeviceRecorder:
+    def __init__(self, device_id, organisation_id, audio: dict | None = None,
+                 segment_seconds: float | None = None):
+        self.device_id = device_id
+        self.organisation_id = organisation_id
+        self.audio = audio
+        self.segment_seconds = segment_seconds or constants.segment_seconds()
+        self.max_segment_seconds = self.segment_seconds * constants.MAX_SEGMENT_FACTOR
+        self._queue: collections.deque = collections.deque()
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.dropped_frames = 0  # for recording only; live is unaffected
+        self.state = "recording"  # recording | degraded | closed
+        self.degraded_reason = ""
+        self.segments_persisted = 0
+        self._thread = threading.Thread(target=self._run, name=f"recorder-{device_id}", daemon=True)
+        self._writer = SpoolWriter(self)
+
+    # -- event-loop side: cheap and non-blocking ------------------------------
+    def start(self) -> None:
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._thread.start()
+
+    def submit(self, frame: Frame, received_at: float) -> None:
+        if self._closing:
+            return
+        if len(self._queue) >= constants.QUEUE_MAX_FRAMES:
+            self.dropped_frames += 1
+            return
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+        self._queue.append((frame, received_at))
+
+    def close(self) -> None:
+        self._closing = True
+
+    @property
+    def status(self) -> dict:
+        """For the consumer's stats or a health page."""
+        return {"state": self.state, "reason": self.degraded_reason, "dropped_frames": self.dropped_frames,
+                "queued": len(self._queue), "segments_persisted": self.segments_persisted}
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Tests and shutdown: wait for the writer to finish; True if it did."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- writer thread ----------------------------------------------------------
+    def _run(self) -> None:
+        from django.db import close_old_connections, connection
+
+        try:
+            while True:
+                batch = []
+                while self._queue:
+                    batch.append(self._queue.popleft())
+                if batch:
+                    self._writer.write_batch(batch)
+                self._writer.tick(time.monotonic())
+                if self._closing and not self._queue:
+                    break
+                if not batch:
+                    time.sleep(constants.WRITER_POLL_SECONDS)
+                    close_old_connections()
+            self._writer.finish_segment()
+        except Exception:  # never let the thread die silently; the row is left for recovery
+            log.exception("recorder writer for device %s crashed", self.device_id)
+            self._set_degraded("writer crashed")
+        finally:
+            self.state = "closed" if self.state != "degraded" else self.state
+            connection.close()
+
+    def _set_degraded(self, reason: str) -> None:
+        if self.state != "degraded":
+            log.error("recording degraded for device %s: %s", self.device_id, reason)
+        self.state, self.degraded_reason = "degraded", reason
+        from recordings import alerts
+
+        alerts.set_recording_degraded(self.device_id, reason)
+
+    def _clear_degraded(self) -> None:
+        if self.state == "degraded":
+            log.info("recording recovered for device %s", self.device_id)
+            from recordings import alerts
+
+            alerts.clear_recording_degraded(self.device_id)
+        self.state, self.degraded_reason = "recording", ""
+
+    def _notify_persisted(self, message: dict) -> None:
+        from channels.layers import get_channel_layer
+
+        from streams.groups import device_group
+
+        self.segments_persisted += 1
+        layer = get_channel_layer()
+        group = device_group(self.device_id)
+        loop = self._loop
+        try:
+            if loop is not None and loop.is_running():
+                future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
+                future.add_done_callback(_log_send_failure)
+            else:
+                from asgiref.sync import async_to_sync
+
+                async_to_sync(layer.group_send)(group, message)
+        except Exception:  # the segment is durable whether or not the device hears of it
+            log.warning("could not send segment.persisted for %s", message.get("segment_id"), exc_info=True)
+
+
+def _log_send_failure(future) -> None:
+    if future.exception() is not None:
+        log.warning("segment.persisted group_send failed: %s", future.exception())
+
+
+class SpoolWriter:
+    """The writer thread's state: the open spool file and its counters."""
+
+    def __init__(self, recorder: DeviceRecorder):
+        self.r = recorder
+        self.file = None
+        self.segment_id = None
+        self.path = None
+        self.open: OpenSegment | None = None
+        self.degraded_until = 0.0
+        self._reset_counters()
+
+    def _reset_counters(self):
+        self.frames = 0
+        self.first_seq = self.last_seq = None
+        self.first_ts = self.last_ts = None
+        self.has_audio = False
+        self.dropped_at_open = self.r.dropped_frames
+        self.last_received = time.monotonic()
+        self.last_sync = time.monotonic()
+        self.synced = (0, None, None, False, 0)  # frames, last_seq, last_ts, has_audio, bytes
+
+    def write_batch(self, batch) -> None:
+        chunks = []
+        for frame, received_at in batch:
+            kind = frame.header.kind
+            is_video = kind in _VIDEO_KINDS
+            if kind not in _VIDEO_KINDS and kind != KIND_AUDIO:
+                continue  # metadata is live-only
+            ts = frame.header.timestamp_us / 1_000_000
+            if self.open is not None and is_video and (
+                KIND_NAMES[kind] != self.open.codec
+                or should_cut(self.open, ts, frame.header.keyframe, True,
+                              self.r.segment_seconds, self.r.max_segment_seconds)
+            ):
+                self._write(chunks)
+                chunks = []
+                self.finish_segment()
+            if self.open is None:
+                if not is_video or not self._start_segment(frame):
+                    self.r.dropped_frames += is_video
+                    continue
+            chunks.append(spool.encode_record(frame, received_at))
+            if is_video:
+                self.frames += 1
+                if self.first_seq is None:
+                    self.first_seq, self.first_ts = frame.header.seq, frame.header.timestamp_us
+                self.last_seq = frame.header.seq
+                self.last_ts = frame.header.timestamp_us
+            else:
+                self.has_audio = True
+            self.last_received = time.monotonic()
+        self._write(chunks)
+
+    def _write(self, chunks) -> None:
+        if not chunks or self.file is None:
+            return
+        try:
+            self.file.write(b"".join(chunks))
+        except OSError as exc:
+            self._abandon(f"spool write failed: {exc.strerror or exc}")
+
+    def tick(self, now: float) -> None:
+        if self.file is None:
+            return
+        if now - self.last_sync >= constants.PART_SECONDS:
+            self._sync()
+        if self.open is not None and idle_expired(self.last_received, now, self.r.segment_seconds):
+            self.finish_segment()
+
+    def _sync(self) -> bool:
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError as exc:
+            self._abandon(f"spool fsync failed: {exc.strerror or exc}")
+            return False
+        self.last_sync = time.monotonic()
+        self.synced = (self.frames, self.last_seq, self.last_ts, self.has_audio, self.file.tell())
+        return True
+
+    def _start_segment(self, frame: Frame) -> bool:
+        if time.monotonic() < self.degraded_until:
+            return False
+        from django.utils import timezone as djtz
+
+        self._reset_counters()
+        self.segment_id = uuid.uuid4()
+        start = lifecycle.utc_from_us(frame.header.timestamp_us)
+        codec = KIND_NAMES[frame.header.kind]
+        self.path = constants.spool_path_for(self.r.organisation_id, self.r.device_id, start, self.segment_id)
+        meta = {"segment_id": str(self.segment_id), "device_id": str(self.r.device_id),
+                "organisation_id": str(self.r.organisation_id), "codec": codec, "audio": self.r.audio,
+                "created": djtz.now().isoformat()}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "xb", buffering=1024 * 1024)
+            self.file.write(spool.encode_file_header(meta))
+            lifecycle.create_segment(segment_id=self.segment_id, device_id=self.r.device_id, start=start,
+                                     codec=codec, has_audio=False, spool_path=str(self.path),
+                                     spool_host=constants.host_name(), writer=writer_identity())
+        except Exception as exc:  # disk full, read-only, database down: live keeps going
+            self._discard_open_file()
+            self._enter_degraded(f"cannot open a segment: {exc}")
+            return False
+        self.open = OpenSegment(codec=codec, first_ts=frame.header.timestamp_us / 1_000_000,
+                                opened_at=time.monotonic())
+        self.r._clear_degraded()
+        return True
+
+    def finish_segment(self) -> None:
+        """Make the open segment durable, close its row, tell the device."""
+        if self.open is None:
+            return
+        if not self._sync():
+            return  # _abandon closed what was durable
+        self._close_row(*self.synced)
+
+    def _close_row(self, frames, last_seq, last_ts, has_audio, size) -> None:
+        segment_id, interval = self.segment_id, self._frame_interval_us(frames, last_ts)
+        self._close_file()
+        if not frames:
+            try:
+                lifecycle.fail_segment(segment_id, "no frames were made durable")
+                os.unlink(self.path)
+            except Exception:
+                log.warning("could not discard empty segment %s", segment_id, exc_info=True)
+            return
+        end = lifecycle.utc_from_us(last_ts + interval)
+        try:
+            segment = lifecycle.close_segment(
+                segment_id, end=end, frames=frames, first_seq=self.first_seq, last_seq=last_seq,
+                spool_bytes=size, dropped_frames=self.r.dropped_frames - self.dropped_at_open, has_audio=has_audio,
+            )
+        except Exception as exc:  # database down: the spool is durable; recovery closes the row later
+            self._enter_degraded(f"cannot close segment {segment_id}: {exc}")
+            return
+        if segment is not None:
+            self.r._notify_persisted(lifecycle.persisted_message(segment))
+
+    def _frame_interval_us(self, frames, last_ts) -> int:
+        if frames > 1 and last_ts is not None and self.first_ts is not None and last_ts > self.first_ts:
+            return (last_ts - self.first_ts) // (frames - 1)
+        return 100_000
+
+    def _abandon(self, reason: str) -> None:
+        """Disk error mid-segment: keep what was fsynced, close it, go degraded."""
+        frames, last_seq, last_ts, has_audio, size = self.synced
+        try:
+            self.file.truncate(size)
+        except (OSError, ValueError):
+            pass
+        self._enter_degraded(reason)
+        self._close_row(frames, last_seq, last_ts, has_audio, size)
+
+    def _enter_degraded(self, reason: str) -> None:
+        self.degraded_until = time.monotonic() + constants.DEGRADED_RETRY_SECONDS
+        self.r._set_degraded(reason)
+
+    def _close_file(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        self.file, self.open = None, None
+
+    def _discard_open_file(self) -> None:
+        self._close_file()
+        if self.path is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass

@@ -1,0 +1,59 @@
+"""Synthetic camera media for tests, demos and the benchmarks (no camera needed)."""
+from __future__ import annotations
+
+import io
+import math
+import struct
+from fractions import Fraction
+
+from streams.protocol import FLAG_CHUNK_END, FLAG_CHUNK_START, FLAG_KEYFRAME, Frame, FrameHeader
+
+
+def jpeg_frame(index: int, width: int = 160, height: int = 120, quality: int = 80) -> bytes:
+    """A moving gradient with the frame number drawn in, as JPEG bytes."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), ((index * 7) % 256, 80, 160))
+    draw = ImageDraw.Draw(image)
+    x = (index * 4) % max(1, width - 20)
+    draw.rectangle([x, height // 3, x + 20, height // 3 + 20], fill=(255, 255, 0))
+    draw.text((4, 4), str(index), fill=(255, 255, 255))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def h264_access_units(count: int, width: int = 160, height: int = 120, fps: int = 10, gop: int = 10) -> list[tuple[bytes, bool]]:
+    """(Annex B access unit, keyframe) pairs as a camera sends them: no B-frames, SPS/PPS in-band."""
+    import av
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base = Fraction(1, fps)
+    encoder.framerate = Fraction(fps, 1)
+    encoder.gop_size = gop
+    encoder.max_b_frames = 0
+    encoder.options = {"preset": "ultrafast", "tune": "zerolatency", "repeat-headers": "1"}
+    units = []
+    decoder = av.CodecContext.create("mjpeg", "r")
+    for index in range(count):
+        picture = decoder.decode(av.Packet(jpeg_frame(index, width, height)))[0].reformat(format="yuv420p")
+        picture.pts = index
+        picture.pict_type = av.video.frame.PictureType.NONE  # let gop_size place the keyframes
+        for packet in encoder.encode(picture):
+            units.append((bytes(packet), packet.is_keyframe))
+    for packet in encoder.encode(None):
+        units.append((bytes(packet), packet.is_keyframe))
+    return units
+
+
+def pcm_chunk(samples: int, rate: int = 16000, start_sample: int = 0, tone_hz: float = 440.0) -> bytes:
+    return b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * tone_hz * (start_sample + i) / rate)))
+        for i in range(samples)
+    )
+
+
+def frame(kind: int, payload: bytes, seq: int, timestamp_us: int, keyframe: bool = True) -> Frame:
+    flags = (FLAG_KEYFRAME if keyframe else 0) | FLAG_CHUNK_START | FLAG_CHUNK_END
+    return Frame(FrameHeader(kind, flags, seq, timestamp_us, 0, 1, len(payload)), payload)

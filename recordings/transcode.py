@@ -1,0 +1,292 @@
+"""Spool segment -> playable fragmented MP4, with PyAV.
+
+- JPEG frames are decoded (FFmpeg's mjpeg decoder), converted to yuv420p and
+  encoded with libx264 (constants.X264_OPTIONS). Each frame's timestamp is its
+  capture time, so variable frame rates play at true speed; an IDR is forced
+  about every KEYFRAME_INTERVAL_SECONDS so HLS seeks land close.
+- H.264 access units are remuxed without re-encoding, stamped with capture
+  times (cameras are expected to send no B-frames; see docs/recording.md).
+- PCM s16le audio is encoded to AAC and muxed alongside.
+- A JPEG that is not a whole JPEG (no SOI/EOI) or that FFmpeg cannot decode is
+  skipped and counted, never fatal.
+- Output is fragmented MP4 (empty moov at the front, a fragment per
+  keyframe): it plays progressively in <video>, and as one HLS fMP4 segment
+  whose init section is its first `init_bytes` (ftyp+moov).
+
+FFmpeg's log callback stays off (av.logging level None, PyAV's default): the
+Python callback costs the GIL on every FFmpeg log line and has deadlocked
+threaded programs. Errors arrive as exceptions instead. Every container is
+opened in a with-block so it is closed on every path.
+
+Benchmark entry point: `transcode_jpeg_directory(directory, out_path, fps=15.0)`.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import struct
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import av.logging
+
+from recordings import constants, spool
+from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
+
+av.logging.set_level(None)
+log = logging.getLogger(__name__)
+
+TIME_BASE = Fraction(1, constants.VIDEO_TIME_BASE)
+
+
+class TranscodeError(Exception):
+    """The segment cannot become a video at all (no decodable frame). Permanent."""
+
+
+@dataclass
+class TranscodeResult:
+    frames: int  # video frames in the output
+    corrupt_frames: int  # JPEG frames skipped
+    has_audio: bool
+    duration: float  # seconds, first to last frame + one interval
+    bytes: int = 0
+    init_bytes: int = 0  # ftyp + moov: the HLS EXT-X-MAP byte range
+
+
+@dataclass(slots=True)
+class AudioInput:
+    rate: int
+    channels: int
+    chunks: list[tuple[int, bytes]]  # (capture time us, PCM s16le interleaved)
+
+
+def looks_like_jpeg(data: bytes) -> bool:
+    """SOI at the start and EOI at the end (a truncated JPEG has no EOI)."""
+    return len(data) > 4 and data[:2] == b"\xff\xd8" and data.rstrip(b"\x00")[-2:] == b"\xff\xd9"
+
+
+class _Clock:
+    """Capture microseconds -> strictly increasing pts in TIME_BASE ticks."""
+
+    def __init__(self):
+        self.origin = None
+        self.last = -1
+
+    def pts(self, ts_us: int) -> int:
+        if self.origin is None:
+            self.origin = ts_us
+        pts = (ts_us - self.origin) * constants.VIDEO_TIME_BASE // 1_000_000
+        self.last = max(pts, self.last + 1)
+        return self.last
+
+
+def _open_output(out_path):
+    return av.open(str(out_path), "w", format="mp4", options={"movflags": constants.MP4_MOVFLAGS})
+
+
+def transcode_jpeg_frames(frames: Iterable[tuple[int, bytes]], out_path, audio: AudioInput | None = None,
+                          nominal_fps: float = 15.0) -> TranscodeResult:
+    """Encode (capture time us, JPEG bytes) pairs to an H.264 fMP4 at out_path."""
+    decoder = av.CodecContext.create("mjpeg", "r")
+    clock, written, corrupt = _Clock(), 0, 0
+    key_every = int(constants.KEYFRAME_INTERVAL_SECONDS * constants.VIDEO_TIME_BASE)
+    next_key, last_pts, stream = 0, 0, None
+    with _open_output(out_path) as out:
+        muxer = _AudioMuxer(out, audio) if audio and audio.chunks else None
+        for ts_us, data in frames:
+            picture = _decode_jpeg(decoder, data)
+            if picture is None:
+                corrupt += 1
+                continue
+            if stream is None:
+                stream = _add_video_stream(out, picture.width, picture.height, nominal_fps)
+            picture = picture.reformat(width=stream.codec_context.width, height=stream.codec_context.height,
+                                       format="yuv420p")
+            picture.pts, picture.time_base = clock.pts(ts_us), TIME_BASE
+            # The mjpeg decoder marks every picture I; x264 would obey and make all IDRs.
+            picture.pict_type = av.video.frame.PictureType.NONE
+            if picture.pts >= next_key:
+                picture.pict_type = av.video.frame.PictureType.I
+                next_key = picture.pts + key_every
+            last_pts = picture.pts
+            out.mux(stream.encode(picture))
+            written += 1
+            if muxer:
+                muxer.feed_until(ts_us, clock.origin)
+        if stream is None:
+            raise TranscodeError(f"no decodable frame ({corrupt} corrupt)")
+        out.mux(stream.encode(None))
+        if muxer:
+            muxer.finish(clock.origin)
+    interval = last_pts / (written - 1) if written > 1 else constants.VIDEO_TIME_BASE / nominal_fps
+    return _result(out_path, written, corrupt, bool(muxer), (last_pts + interval) / constants.VIDEO_TIME_BASE)
+
+
+def _decode_jpeg(decoder, data: bytes):
+    if not looks_like_jpeg(data):
+        return None
+    try:
+        pictures = decoder.decode(av.Packet(data))
+    except (av.FFmpegError, ValueError):
+        return None
+    return pictures[0] if pictures else None
+
+
+def _add_video_stream(out, width: int, height: int, nominal_fps: float):
+    stream = out.add_stream("libx264", rate=Fraction(round(nominal_fps * 1000), 1000), options=dict(
+        constants.X264_OPTIONS, **{"forced-idr": "1"}))
+    stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
+    stream.pix_fmt = "yuv420p"
+    stream.codec_context.time_base = TIME_BASE
+    stream.time_base = TIME_BASE
+    stream.codec_context.gop_size = int(nominal_fps * 10) or 150  # IDRs are forced by time instead
+    return stream
+
+
+class _AudioMuxer:
+    """PCM s16le chunks -> AAC, pts in samples from the first video frame."""
+
+    def __init__(self, out, audio: AudioInput):
+        layout = "mono" if audio.channels == 1 else "stereo"
+        self.audio, self.layout = audio, layout
+        self.stream = out.add_stream("aac", rate=audio.rate, layout=layout)
+        self.stream.bit_rate = constants.AUDIO_BITRATE
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=audio.rate,
+                                           frame_size=self.stream.codec_context.frame_size or 1024)
+        self.out, self.index, self.next_pts = out, 0, None
+
+    def feed_until(self, video_ts_us: int, origin_us: int) -> None:
+        chunks = self.audio.chunks
+        while self.index < len(chunks) and chunks[self.index][0] <= video_ts_us:
+            self._feed(*chunks[self.index], origin_us)
+            self.index += 1
+
+    def _feed(self, ts_us: int, pcm: bytes, origin_us: int) -> None:
+        bytes_per_sample = 2 * self.audio.channels
+        samples = len(pcm) // bytes_per_sample
+        if samples == 0:
+            return
+        if self.next_pts is None:
+            offset = (ts_us - origin_us) * self.audio.rate // 1_000_000
+            if offset < 0:  # audio captured before the first picture: drop the overhang
+                skip = min(samples, -offset)
+                pcm, samples, offset = pcm[skip * bytes_per_sample:], samples - skip, 0
+                if samples == 0:
+                    return
+            self.next_pts = offset
+        frame = av.AudioFrame(format="s16", layout=self.layout, samples=samples)
+        frame.planes[0].update(pcm[: samples * bytes_per_sample])
+        frame.sample_rate, frame.pts = self.audio.rate, self.next_pts
+        frame.time_base = Fraction(1, self.audio.rate)
+        self.next_pts += samples
+        for resampled in self.resampler.resample(frame):
+            self.out.mux(self.stream.encode(resampled))
+
+    def finish(self, origin_us: int) -> None:
+        self.feed_until(1 << 62, origin_us)
+        for resampled in self.resampler.resample(None):
+            self.out.mux(self.stream.encode(resampled))
+        self.out.mux(self.stream.encode(None))
+
+
+def remux_h264(access_units: list[tuple[int, bytes]], out_path, audio: AudioInput | None = None) -> TranscodeResult:
+    """(capture time us, Annex B access unit) pairs -> fMP4 without re-encoding."""
+    if not access_units:
+        raise TranscodeError("no H.264 access units")
+    clock, written, last_pts = _Clock(), 0, 0
+    raw = io.BytesIO(b"".join(au for _, au in access_units))
+    with av.open(raw, "r", format="h264") as source, _open_output(out_path) as out:
+        in_stream = source.streams.video[0]
+        stream = out.add_stream_from_template(in_stream)
+        stream.time_base = TIME_BASE
+        muxer = _AudioMuxer(out, audio) if audio and audio.chunks else None
+        for packet in source.demux(in_stream):
+            if packet.size == 0:
+                continue
+            index = min(written, len(access_units) - 1)
+            ts_us = access_units[index][0]
+            packet.pts = packet.dts = last_pts = clock.pts(ts_us)
+            packet.duration = _interval_ticks(access_units, index)
+            packet.time_base, packet.stream = TIME_BASE, stream
+            out.mux(packet)
+            written += 1
+            if muxer:
+                muxer.feed_until(ts_us, clock.origin)
+        if muxer:
+            muxer.finish(clock.origin)
+    if written != len(access_units):
+        log.warning("H.264 remux: %d access units in, %d packets out", len(access_units), written)
+    interval = last_pts / (written - 1) if written > 1 else constants.VIDEO_TIME_BASE / 15
+    return _result(out_path, written, 0, bool(muxer), (last_pts + interval) / constants.VIDEO_TIME_BASE)
+
+
+def _interval_ticks(units: list[tuple[int, bytes]], index: int) -> int:
+    """Duration of unit `index`: until the next one (the last repeats the one before)."""
+    if len(units) < 2:
+        return constants.VIDEO_TIME_BASE // 15
+    a, b = (index, index + 1) if index + 1 < len(units) else (index - 1, index)
+    return max(1, (units[b][0] - units[a][0]) * constants.VIDEO_TIME_BASE // 1_000_000)
+
+
+def transcode_spool(spool_path, out_path) -> TranscodeResult:
+    """One spool segment (recordings/spool.py) -> fMP4. Picks encode or remux by codec."""
+    contents = spool.read_spool(spool_path)
+    video = [(r.header.timestamp_us, r.payload) for r in contents.records if r.header.kind in (KIND_JPEG, KIND_H264)]
+    audio = _audio_input(contents)
+    if contents.meta.get("codec") == "h264":
+        return remux_h264(video, out_path, audio)
+    fps = _nominal_fps(video)
+    return transcode_jpeg_frames(video, out_path, audio, nominal_fps=fps)
+
+
+def _audio_input(contents: spool.SpoolContents) -> AudioInput | None:
+    meta = contents.meta.get("audio") or {}
+    chunks = [(r.header.timestamp_us, r.payload) for r in contents.records if r.header.kind == KIND_AUDIO]
+    if not chunks or meta.get("codec", "pcm_s16le") != "pcm_s16le":
+        return None
+    return AudioInput(rate=int(meta.get("rate", 16000)), channels=int(meta.get("channels", 1)), chunks=chunks)
+
+
+def _nominal_fps(video: list[tuple[int, bytes]]) -> float:
+    if len(video) < 2 or video[-1][0] <= video[0][0]:
+        return 15.0
+    return max(1.0, min(120.0, (len(video) - 1) * 1_000_000 / (video[-1][0] - video[0][0])))
+
+
+def transcode_jpeg_directory(directory, out_path, fps: float = 15.0) -> TranscodeResult:
+    """Benchmark entry: every *.jpg in directory (sorted by name) at a constant fps -> fMP4."""
+    paths = sorted(Path(directory).glob("*.jpg"))
+
+    def frames() -> Iterator[tuple[int, bytes]]:
+        for index, path in enumerate(paths):
+            yield int(index * 1_000_000 / fps), path.read_bytes()
+
+    return transcode_jpeg_frames(frames(), out_path, nominal_fps=fps)
+
+
+def mp4_init_size(path) -> int:
+    """Bytes before the first moof: ftyp + moov of a fragmented MP4 (0 if none)."""
+    offset = 0
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                return 0
+            size, kind = struct.unpack(">I4s", header)
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0]
+            if kind == b"moof":
+                return offset
+            if size < 8:
+                return 0
+            offset += size
+            f.seek(offset)
+
+
+def _result(out_path, frames, corrupt, has_audio, duration) -> TranscodeResult:
+    size = Path(out_path).stat().st_size
+    return TranscodeResult(frames=frames, corrupt_frames=corrupt, has_audio=has_audio, duration=duration,
+                           bytes=size, init_bytes=mp4_init_size(out_path))

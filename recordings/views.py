@@ -1,0 +1,177 @@
+"""Playback API (BRIEF: HTTP API). Every id is resolved through accounts.tenancy:
+another organisation's id is a 404, the same as one that does not exist."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import tenancy
+from accounts.permissions import EXPORT, MANAGE, VIEW
+from recordings import alerts, constants, hls, media
+from recordings.models import ClipExport, SegmentState
+from recordings.pipeline import local_outputs
+
+PLAYABLE = (SegmentState.READY, SegmentState.ARCHIVED)
+
+
+def _parse_time(raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.strip().replace(" ", "+"))  # '+' arrives as ' ' if unencoded
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 time: {raw!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _time_range(params, max_seconds: float) -> tuple[datetime, datetime]:
+    end = _parse_time(params.get("end")) or datetime.now(timezone.utc)
+    start = _parse_time(params.get("start")) or end - timedelta(hours=1)
+    if end <= start:
+        raise ValueError("end must be after start")
+    if (end - start).total_seconds() > max_seconds:
+        raise ValueError(f"range longer than {max_seconds:.0f} s")
+    return start, end
+
+
+def _segment_json(segment) -> dict:
+    playable = segment.state in PLAYABLE
+    return {
+        "id": str(segment.id), "start": segment.start.isoformat(),
+        "end": segment.end.isoformat() if segment.end else None, "duration": segment.duration,
+        "state": segment.state, "frames": segment.frames, "corrupt_frames": segment.corrupt_frames,
+        "codec": segment.codec, "has_audio": segment.has_audio, "held": segment.held,
+        "checksum": segment.checksum or None,
+        "failure_reason": segment.failure_reason or None,
+        "poster_url": reverse("recordings:poster", args=[segment.id]) if playable else None,
+        "strip_url": reverse("recordings:strip", args=[segment.id]) if playable else None,
+        "media_url": reverse("recordings:video", args=[segment.id]) if playable else None,
+    }
+
+
+@require_GET
+def segment_list(request, device_id):
+    device = tenancy.get_or_404(tenancy.get_device_for, request.user, device_id, VIEW)
+    try:
+        start, end = _time_range(request.GET, constants.MAX_RANGE_HOURS * 3600)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    segments = tenancy.segments_for(request.user, VIEW, device=device).filter(start__lt=end).exclude(
+        end__lte=start).order_by("start")[: constants.MAX_PLAYLIST_SEGMENTS]
+    return JsonResponse({
+        "segments": [_segment_json(s) for s in segments],
+        "recording": {"policy": device.recording_policy, "degraded": alerts.recording_degraded(device.id)},
+        "storage_alert": alerts.storage_alert(),
+    })
+
+
+@require_GET
+def playlist(request, device_id):
+    device = tenancy.get_or_404(tenancy.get_device_for, request.user, device_id, VIEW)
+    try:
+        start, end = _time_range(request.GET, constants.MAX_RANGE_HOURS * 3600)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    segments = tenancy.segments_for(request.user, VIEW, device=device).filter(
+        start__lt=end, end__gt=start, state__in=PLAYABLE, init_bytes__gt=0).order_by("start")
+    entries = [hls.PlaylistEntry(url=reverse("recordings:video", args=[s.id]), start=s.start,
+                                 duration=s.duration, size=s.bytes, init_bytes=s.init_bytes)
+               for s in segments[: constants.MAX_PLAYLIST_SEGMENTS]]
+    response = HttpResponse(hls.build_playlist(entries), content_type="application/vnd.apple.mpegurl")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _serve_segment_file(request, segment_id, which: str, key_field: str, content_type: str):
+    segment = tenancy.get_or_404(tenancy.get_segment_for, request.user, segment_id, VIEW)
+    if segment.state == SegmentState.ARCHIVED and getattr(segment, key_field):
+        return media.serve_stored(request, getattr(segment, key_field), content_type)
+    if segment.state in (SegmentState.READY, SegmentState.TRANSCODING) and segment.spool_path:
+        path = local_outputs(segment)[which]
+        if path.exists():  # not archived yet: served from this host's spool
+            return media.serve_local(request, path, content_type)
+    raise Http404("Not available")
+
+
+@require_GET
+def video(request, segment_id):
+    return _serve_segment_file(request, segment_id, "mp4", "storage_key", "video/mp4")
+
+
+@require_GET
+def poster(request, segment_id):
+    return _serve_segment_file(request, segment_id, "poster", "poster_key", "image/jpeg")
+
+
+@require_GET
+def strip(request, segment_id):
+    return _serve_segment_file(request, segment_id, "strip", "strip_key", "image/jpeg")
+
+
+def _set_held(request, segment_id, held: bool):
+    segment = tenancy.get_or_404(tenancy.get_segment_for, request.user, segment_id, MANAGE)
+    type(segment).objects.filter(pk=segment.pk).update(held=held)
+    return JsonResponse({"id": str(segment.id), "held": held})
+
+
+@require_POST
+def hold(request, segment_id):
+    return _set_held(request, segment_id, True)
+
+
+@require_POST
+def release(request, segment_id):
+    return _set_held(request, segment_id, False)
+
+
+def _export_json(export) -> dict:
+    done = export.state == "done"
+    return {"id": str(export.id), "state": export.state, "progress": round(export.progress, 3),
+            "start": export.start.isoformat(), "end": export.end.isoformat(),
+            "checksum": export.checksum or None, "bytes": export.bytes if done else None,
+            "failure_reason": export.failure_reason or None,
+            "download_url": reverse("recordings:export-download", args=[export.id]) if done else None}
+
+
+@require_POST
+def create_export(request, device_id):
+    from django.db import transaction
+
+    from recordings.tasks import export_clip_task
+
+    device = tenancy.get_or_404(tenancy.get_device_for, request.user, device_id, EXPORT)
+    try:
+        body = json.loads(request.body or b"{}")
+        start, end = _time_range(body if isinstance(body, dict) else {}, constants.EXPORT_MAX_SECONDS)
+    except ValueError as exc:
+        return HttpResponseBadRequest(str(exc))
+    export = ClipExport.objects.create(device=device, requested_by=request.user, start=start, end=end)
+    transaction.on_commit(lambda: export_clip_task.delay(str(export.id)))
+    return JsonResponse({"id": str(export.id), "status_url": reverse("recordings:export", args=[export.id])},
+                        status=202)
+
+
+def _export_for(user, export_id):
+    devices = tenancy.devices_for(user, EXPORT).values("id")
+    try:
+        return ClipExport.objects.get(pk=export_id, device_id__in=devices)
+    except Exception:  # missing, another organisation's, or a malformed id: all 404
+        raise Http404("Not found") from None
+
+
+@require_GET
+def export_status(request, export_id):
+    return JsonResponse(_export_json(_export_for(request.user, export_id)))
+
+
+@require_GET
+def export_download(request, export_id):
+    export = _export_for(request.user, export_id)
+    if export.state != "done" or not export.storage_key:
+        raise Http404("Not ready")
+    return media.serve_stored(request, export.storage_key, "video/mp4",
+                              filename=f"sightline-{export.device_id}-{export.start:%Y%m%dT%H%M%SZ}.mp4")
