@@ -79,7 +79,7 @@ def stack_env(django_db_setup, tmp_path_factory):
     run; private Redis key prefixes and Celery queue so parallel runs never share work."""
     run = uuid.uuid4().hex[:10]
     db = settings.DATABASES["default"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update({
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "SECRET_KEY": settings.SECRET_KEY,
@@ -166,12 +166,29 @@ def start_agent(server, stack_env, tmp_path):
 def playwright_browser():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    # Playwright's sync API keeps an asyncio loop running in this thread, which makes Django
+    # refuse the ORM calls the tests make between browser steps. Those calls are ordinary
+    # blocking test code, so allow them while the browser is up (this process only).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def use_server_password_hasher(username: str, password: str):
+    """The test settings hash passwords with MD5 for speed, which the server under test
+    (project.settings) does not accept: store a PBKDF2 hash it does, with few iterations."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    encoded = PBKDF2PasswordHasher().encode(password, uuid.uuid4().hex, iterations=1000)
+    get_user_model().objects.filter(username=username).update(password=encoded)
 
 
 class Portal:
@@ -191,6 +208,7 @@ class Portal:
         return page
 
     def login(self, username: str, password: str = PASSWORD):
+        use_server_password_hasher(username, password)
         page = self.new_page()
         page.goto("/login/")
         page.fill("#id_username", username)
