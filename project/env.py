@@ -7,6 +7,7 @@ than as a confusing error on the first request.
 from __future__ import annotations
 
 import os
+import re
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -80,18 +81,24 @@ def database_from_url(name: str, default: str) -> dict:
     return config
 
 
+def redact_url(url: str) -> str:
+    """The URL without its password, for error messages and logs."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
 def redis_url(name: str, default: str) -> str:
     raw = os.environ.get(name) or default
     parsed = urlparse(raw)
+    shown = redact_url(raw)
     if parsed.scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(f"{name} must be redis://host:port/db, got {raw!r}")
+        raise ImproperlyConfigured(f"{name} must be redis://host:port/db, got {shown!r}")
     if parsed.scheme != "unix":
         if not parsed.hostname:
-            raise ImproperlyConfigured(f"{name} must name a host, got {raw!r}")
+            raise ImproperlyConfigured(f"{name} must name a host, got {shown!r}")
         try:
             parsed.port  # noqa: B018 -- raises ValueError on a bad port
         except ValueError:
-            raise ImproperlyConfigured(f"{name} has an invalid port: {raw!r}") from None
+            raise ImproperlyConfigured(f"{name} has an invalid port: {shown!r}") from None
         db = parsed.path.lstrip("/")
         if db and not db.isdigit():
             raise ImproperlyConfigured(f"{name} database must be a number, got {db!r}")

@@ -1,12 +1,19 @@
 """Health endpoint for load balancers and compose health checks.
 
-GET /healthz -> 200 with {"status": "ok", "checks": {...}} when the database,
-Redis and recordings storage all answer; 503 with the failing check otherwise.
+GET /healthz -> 200 {"status": "ok", "checks": {...}} when the database, Redis,
+recordings storage and the local spool all answer; otherwise 503
+{"status": "unhealthy", "failing": ["redis", ...], "checks": {...}} with each
+failing check's error. No login, no session: it is for machines.
 """
+import os
 import time
+from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
 
 def _check_database():
@@ -17,7 +24,6 @@ def _check_database():
 
 def _check_redis():
     import redis
-    from django.conf import settings
 
     client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
@@ -26,23 +32,49 @@ def _check_redis():
         client.close()
 
 
+def _writable_directory(path: Path):
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path} is not writable")
+
+
 def _check_storage():
-    from django.core.files.storage import storages
+    from django.core.files.storage import FileSystemStorage, storages
 
-    storages["recordings"].exists("healthz-probe")
+    storage = storages["recordings"]
+    if isinstance(storage, FileSystemStorage):
+        _writable_directory(Path(storage.location))
+    else:
+        storage.exists("healthz-probe")  # one HEAD request to the bucket
 
 
-CHECKS = {"database": _check_database, "redis": _check_redis, "storage": _check_storage}
+def _check_spool():
+    # Segments are written here before they are archived; a full or read-only
+    # spool means this host must not take cameras.
+    _writable_directory(Path(settings.SPOOL_DIR))
 
 
-def health(request):
-    results, healthy = {}, True
+CHECKS = {"database": _check_database, "redis": _check_redis, "storage": _check_storage, "spool": _check_spool}
+
+
+def run_checks() -> dict:
+    results = {}
     for name, check in CHECKS.items():
         started = time.perf_counter()
         try:
             check()
             results[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
         except Exception as exc:  # report, never raise: this page must always answer
-            healthy = False
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    return JsonResponse({"status": "ok" if healthy else "unhealthy", "checks": results}, status=200 if healthy else 503)
+    return results
+
+
+@never_cache
+@require_safe
+def health(request):
+    results = run_checks()
+    failing = [name for name, result in results.items() if not result["ok"]]
+    body = {"status": "unhealthy" if failing else "ok", "checks": results}
+    if failing:
+        body["failing"] = failing
+    return JsonResponse(body, status=503 if failing else 200)

@@ -1,0 +1,102 @@
+"""Settings come from the environment; a bad value stops the start with a message naming it."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from project import env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(**overrides):
+    """Start Django as a server process would, with `overrides` in a clean environment."""
+    environment = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": "settings-test",
+    }
+    environment.update({key: value for key, value in overrides.items() if value is not None})
+    for key, value in overrides.items():
+        if value is None:
+            environment.pop(key, None)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("DATABASE_URL", "mysql://root@localhost/sightline"),
+        ("DATABASE_URL", "postgres://sightline@db:5432/"),
+        ("REDIS_URL", "http://localhost:6379"),
+        ("REDIS_URL", "redis://:hunter2@localhost:notaport/0"),
+        ("DEBUG", "maybe"),
+        ("MAX_FPS", "fast"),
+    ],
+)
+def test_a_bad_value_fails_at_start_naming_the_variable(variable, value):
+    result = _start(**{variable: value})
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("django.core.exceptions.ImproperlyConfigured: ")
+    assert variable in last_line
+    assert "hunter2" not in result.stderr  # a password in a URL is never echoed
+
+
+def test_without_secret_key_production_refuses_to_start():
+    result = _start(SECRET_KEY=None)
+    assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
+
+
+def test_good_values_start_with_postgresql_and_without_touching_it():
+    result = _start(DATABASE_URL="postgres://sightline@db.invalid:5432/sightline", REDIS_URL="redis://redis.invalid:6379/1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.postgresql"
+
+
+# -- the typed helpers, directly ------------------------------------------------------------------
+def test_booleans_accept_the_usual_spellings(monkeypatch):
+    for raw, expected in [("1", True), ("yes", True), ("ON", True), ("0", False), ("false", False), ("", False)]:
+        monkeypatch.setenv("SL_FLAG", raw)
+        assert env.env_bool("SL_FLAG") is expected
+    monkeypatch.delenv("SL_FLAG")
+    assert env.env_bool("SL_FLAG", True) is True
+
+
+def test_integers_are_checked_against_their_minimum(monkeypatch):
+    monkeypatch.setenv("SL_NUMBER", "0")
+    with pytest.raises(ImproperlyConfigured, match="SL_NUMBER must be >= 1"):
+        env.env_int("SL_NUMBER", 5, minimum=1)
+    monkeypatch.setenv("SL_NUMBER", "")
+    assert env.env_int("SL_NUMBER", 5) == 5
+
+
+def test_lists_are_comma_separated_and_trimmed(monkeypatch):
+    monkeypatch.setenv("SL_HOSTS", " a.example , b.example,,")
+    assert env.env_list("SL_HOSTS", []) == ["a.example", "b.example"]
+
+
+def test_database_urls_become_django_settings(monkeypatch):
+    monkeypatch.setenv("SL_DB", "postgres://u:p@db:5433/sightline")
+    config = env.database_from_url("SL_DB", "sqlite:///x")
+    assert (config["ENGINE"], config["HOST"], config["PORT"], config["NAME"]) == (
+        "django.db.backends.postgresql", "db", 5433, "sightline"
+    )
+    monkeypatch.delenv("SL_DB")
+    assert env.database_from_url("SL_DB", "sqlite:////tmp/x.sqlite3")["NAME"] == "/tmp/x.sqlite3"
+
+
+def test_redis_urls_are_checked_and_redacted(monkeypatch):
+    monkeypatch.setenv("SL_REDIS", "rediss://:secret@cache:6380/2")
+    assert env.redis_url("SL_REDIS", "redis://x") == "rediss://:secret@cache:6380/2"
+    monkeypatch.setenv("SL_REDIS", "redis://:secret@cache/db2")
+    with pytest.raises(ImproperlyConfigured) as caught:
+        env.redis_url("SL_REDIS", "redis://x")
+    assert "SL_REDIS" in str(caught.value) and "secret" not in str(caught.value)
