@@ -212,4 +212,6 @@ SIGHTLINE = {
     "COMMAND_TIMEOUT_SECONDS": env_int("COMMAND_TIMEOUT_SECONDS", 5, minimum=1),
     "SEGMENT_SECONDS": env_int("SEGMENT_SECONDS", 10, minimum=1),
     "FREE_DISK_WATERMARK_BYTES": env_int("FREE_DISK_WATERMARK_BYTES", 2 * 1024**3, minimum=0),
+    # Who may scrape GET /metrics besides staff users (streams/metrics.py).
+    "METRICS_ALLOWED_ADDRESSES": env_list("METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"]),
 }

@@ -27,3 +27,12 @@ def frames_channel(device_id) -> str:
 
 def presence_key(device_id) -> str:
     return f"{_prefix()}:presence:{device_id}"
+
+
+def keyframe_key(device_id) -> str:
+    """Latest keyframe/JPEG of a device, so a process with no cache can prime a new viewer."""
+    return f"{_prefix()}:keyframe:{device_id}"
+
+
+def auth_failures_key(address: str) -> str:
+    return f"{_prefix()}:authfail:{address}"

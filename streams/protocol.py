@@ -232,3 +232,35 @@ def parse_text(text: str, allowed: set[str]) -> dict:
 
 def dump(message: dict) -> str:
     return json.dumps(message, separators=(",", ":"))
+
+
+HELLO_CODECS = {"jpeg", "h264"}
+AUDIO_CODECS = {"pcm_s16le"}
+
+
+def validate_hello(message: dict) -> dict:
+    """Check a device's hello (docs/protocol.md, "hello") and return its clean fields."""
+    if message.get("protocol") != VERSION:
+        raise ProtocolError(Close.UNSUPPORTED_VERSION, f"protocol {message.get('protocol')!r} is not supported (want {VERSION})")
+    codecs = message.get("codecs")
+    if not isinstance(codecs, list) or not codecs or not all(c in HELLO_CODECS for c in codecs):
+        raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.codecs must be a non-empty list of {sorted(HELLO_CODECS)}")
+    resolution = message.get("resolution")
+    if resolution is not None and not (isinstance(resolution, str) and len(resolution) <= 11 and "x" in resolution):
+        raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.resolution must look like 640x360")
+    fps = message.get("fps")
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
+        raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.fps must be a positive number")
+    audio = message.get("audio")
+    if audio is not None:
+        if not isinstance(audio, dict) or audio.get("codec") not in AUDIO_CODECS:
+            raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.audio.codec must be one of {sorted(AUDIO_CODECS)}")
+        rate, channels = audio.get("rate"), audio.get("channels")
+        if not (isinstance(rate, int) and 1000 <= rate <= 192000 and isinstance(channels, int) and 1 <= channels <= 8):
+            raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.audio needs rate 1000..192000 and channels 1..8")
+        audio = {"codec": audio["codec"], "rate": rate, "channels": channels}
+    agent = message.get("agent", "")
+    if not isinstance(agent, str):
+        raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.agent must be a string")
+    return {"protocol": VERSION, "codecs": list(codecs), "resolution": resolution, "fps": fps,
+            "audio": audio, "agent": agent[:200]}

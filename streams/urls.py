@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns = []
+from streams.metrics import metrics_view
+from streams.views import device_list
+
+urlpatterns = [
+    path("api/devices/", device_list, name="device-list"),
+    path("metrics", metrics_view, name="metrics"),
+]

@@ -1,0 +1,325 @@
+"""/ws/device/ (a camera, token auth) and /ws/publish/<device_id>/ (a browser publishing as a device)."""
+from __future__ import annotations
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+
+from accounts.permissions import CONTROL
+from accounts.tenancy import NotFound, devices_for, get_device_for
+from streams import auth, control, metrics, presence
+from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
+from streams.consumers.base import SightlineSocket
+from streams.consumers.recorder import open_recorder_safely
+from streams.groups import device_group, org_group
+from streams.limits import IngestLimiter, Limits
+from streams.models import AuthResult, authenticate_token
+from streams.protocol import (
+    DEVICE_MESSAGE_TYPES,
+    Close,
+    ProtocolError,
+    Reassembler,
+    parse_text,
+    validate_hello,
+)
+from streams.stats import StreamStats, kind_name
+from streams.tokens import redact
+
+log = logging.getLogger("streams.consumers.device")
+
+WALL_STATS_INTERVAL = 2.0
+_AUTH_CODES = {
+    AuthResult.MALFORMED: (Close.BAD_TOKEN, "malformed token"),
+    AuthResult.UNKNOWN: (Close.BAD_TOKEN, "unknown token"),
+    AuthResult.REVOKED: (Close.TOKEN_REVOKED, "token revoked"),
+    AuthResult.DISABLED: (Close.DEVICE_DISABLED, "device disabled"),
+}
+_DISCONNECT_CODES = {"token_revoked": Close.TOKEN_REVOKED, "disabled": Close.DEVICE_DISABLED}
+# Refusals that count towards the per-address limit (guessing credentials or ids).
+_COUNTED = {Close.BAD_TOKEN, Close.TOKEN_REVOKED, Close.NOT_AUTHENTICATED, Close.NOT_FOUND}
+
+
+def _device_for_publisher(user, device_id):
+    """The device a browser may publish as, else (None, close code, reason)."""
+    try:
+        device = get_device_for(user, device_id, CONTROL)
+    except NotFound:
+        visible = devices_for(user, "view").filter(pk=device_id).exists() if _is_uuid(device_id) else False
+        if visible:
+            return None, Close.FORBIDDEN, "your role may not publish as this device"
+        return None, Close.NOT_FOUND, "no such device"
+    if not device.enabled:
+        return None, Close.DEVICE_DISABLED, "device disabled"
+    return device, None, None
+
+
+def _is_uuid(value) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+class DeviceConsumer(SightlineSocket):
+    endpoint = "device"
+
+    async def connect(self):
+        self.limits = Limits.from_settings()
+        self.heartbeat_seconds = self.limits.heartbeat_seconds
+        self.dead_after_seconds = self.limits.dead_after_seconds
+        self.subprotocol = auth.chosen_subprotocol(self.scope)
+        self.device = None
+        self.token_id = None
+        self.hello = None
+        self.recorder = None
+        self.presence = None
+        self.publisher = None
+        self.reassembler = Reassembler(self.limits.max_frame_bytes)
+        self.limiter = IngestLimiter(self.limits)
+        self.stats = StreamStats()
+        self.device_stats: dict = {}
+        self.pending_commands: dict[str, tuple[str, float, dict]] = {}
+        self._stats_published_at = 0.0
+        self._wall_stats_at = 0.0
+        self._counted = False
+
+        address = auth.client_address(self.scope)
+        failures = auth.AuthFailures(redis_client())
+        if await failures.blocked(address):
+            log.warning("device auth rate-limited", extra={"address": address})
+            metrics.AUTH_FAILURES.labels(self._endpoint_name(), "rate_limited").inc()
+            return await self.refuse(Close.AUTH_RATE_LIMITED, "too many failed authentications from your address")
+        device_id = self.scope["url_route"]["kwargs"].get("device_id")
+        if device_id is None:
+            device, code, reason, token_hint = await self._authenticate_token()
+        else:
+            device, code, reason, token_hint = await self._authenticate_publisher(device_id)
+        if device is None:
+            if code in _COUNTED:
+                await failures.record(address)
+            log.warning(
+                "device socket refused: %s (address %s, token %s)", reason, address, token_hint,
+            )
+            metrics.AUTH_FAILURES.labels(self._endpoint_name(), reason).inc()
+            return await self.refuse(code, reason)
+        self.device = device
+        await self.accept_socket()
+
+    def _endpoint_name(self) -> str:
+        return "publish" if self.scope["url_route"]["kwargs"].get("device_id") else "device"
+
+    async def _authenticate_token(self):
+        token = auth.token_from_scope(self.scope)
+        if not token:
+            return None, Close.BAD_TOKEN, "missing token", "<none>"
+        result, row = await database_sync_to_async(authenticate_token)(token)
+        if result != AuthResult.OK:
+            code, reason = _AUTH_CODES[result]
+            return None, code, reason, redact(token)
+        self.token_id = row.pk
+        return row.device, None, None, redact(token)
+
+    async def _authenticate_publisher(self, device_id):
+        if not auth.origin_allowed_for_scope(self.scope):
+            return None, Close.FORBIDDEN, "origin not allowed", "<session>"
+        user = await auth.user_from_scope(self.scope)
+        if not user.is_authenticated:
+            return None, Close.NOT_AUTHENTICATED, "log in first", "<session>"
+        device, code, reason = await database_sync_to_async(_device_for_publisher)(user, device_id)
+        return device, code, reason, "<session>"
+
+    # -- messages from the device -------------------------------------------------
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
+        self.heard()
+        try:
+            if bytes_data is not None:
+                await self._on_binary(bytes_data)
+            else:
+                await self._on_text(text_data)
+            if self.hello is not None:
+                await self._periodic(time.time())
+        except ProtocolError as error:
+            await self.refuse(error.code, error.message)
+
+    async def _on_binary(self, data: bytes) -> None:
+        if self.hello is None:
+            raise ProtocolError(Close.FRAME_BEFORE_HELLO, "binary frame before hello")
+        self.limiter.check_message(len(data))
+        frame = self.reassembler.feed(data)
+        if frame is None:
+            return
+        header = frame.header
+        self.limiter.check_frame(header.kind)
+        now = time.time()
+        message = data if header.chunk_count == 1 else frame.to_message()
+        size = len(frame.payload)
+        gap = self.stats.on_frame(header.kind, header.seq, header.timestamp_us, size, now)
+        device_label = self.device_label
+        metrics.INGEST_FRAMES.labels(device_label, kind_name(header.kind)).inc()
+        metrics.INGEST_BYTES.labels(device_label).inc(size)
+        if gap:
+            metrics.INGEST_SEQ_GAPS.labels(device_label).inc(gap)
+        if header.timestamp_us:
+            metrics.CAPTURE_TO_SERVER.observe(max(0.0, now - header.timestamp_us / 1e6))
+        if self.recorder is not None:
+            try:
+                self.recorder.submit(frame, now)
+            except Exception:  # a recorder fault must not stop the live stream
+                log.exception("recorder.submit failed; recording stopped for this connection")
+                self.recorder = None
+        await self.publisher.frame(message, header.kind, header.keyframe, now)
+
+    async def _on_text(self, text: str) -> None:
+        message = parse_text(text, DEVICE_MESSAGE_TYPES)
+        if self.reassembler.in_progress:
+            raise ProtocolError(Close.UNEXPECTED_TEXT, "text message where the next chunk was expected")
+        kind = message["type"]
+        if self.hello is None and kind != "hello":
+            raise ProtocolError(Close.FRAME_BEFORE_HELLO, "the first message must be hello")
+        if kind == "hello":
+            if self.hello is not None:
+                raise ProtocolError(Close.UNEXPECTED_TEXT, "hello was already received")
+            await self._on_hello(validate_hello(message))
+        elif kind == "ping":
+            await self.send_message(self.pong_for(message))
+        elif kind == "ack":
+            await self._on_ack(message)
+        elif kind == "stats":
+            self.device_stats = {k: v for k, v in message.items() if isinstance(v, (int, float, str)) and k != "type"}
+        elif kind == "error":
+            log.info("device %s reported an error: %.200s", self.device.pk, message.get("message"))
+        # "pong": being heard is all it is for.
+
+    async def _on_hello(self, hello: dict) -> None:
+        device = self.device
+        now = time.time()
+        self.hello = hello
+        self.device_label = str(device.pk)
+        self.publisher = IngestPublisher(device.pk)
+        self.presence = presence.Presence(redis_client(), device.pk, ttl=self.limits.dead_after_seconds)
+        generation = await self.presence.claim(now)
+        group = device_group(device.pk)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups.append(group)
+        await self.channel_layer.group_send(group, {"type": "device.replaced", "generation": generation})
+        self.recorder = await open_recorder_safely(device, hello)
+        metrics.DEVICES_CONNECTED.inc()
+        self._counted = True
+        await self.send_message({
+            "type": "welcome",
+            "protocol": 1,
+            "device_id": str(device.pk),
+            "settings": device.stream_settings,
+            "limits": self.limits.for_welcome(),
+            "recording": self.recorder is not None,
+        })
+        await self.presence.write_db(True, now)
+        await self._announce(True, now)
+        log.info("device %s connected (agent %.80s)", device.pk, hello.get("agent"))
+
+    async def _on_ack(self, message: dict) -> None:
+        command_id = message.get("id")
+        pending = self.pending_commands.pop(command_id, None) if isinstance(command_id, str) else None
+        if pending is None:
+            return  # unknown or late: the operator was already told "timeout"
+        reply_to, _sent_at, requested = pending
+        result = {"type": "command.result", "id": command_id}
+        if message.get("ok") is True:
+            try:
+                # A device that omits "applied" applied what it was asked.
+                applied = control.validate_settings(message.get("applied") or requested, self.limits.max_fps)
+            except control.InvalidSettings as error:
+                result.update(ok=False, error=f"invalid: device acknowledged bad settings: {error}")
+            else:
+                await database_sync_to_async(control.save_applied_settings)(self.device.pk, applied)
+                result.update(ok=True, applied=applied)
+        else:
+            result.update(ok=False, error=f"device: {str(message.get('error') or 'refused')[:200]}")
+        await self.channel_layer.send(reply_to, result)
+
+    async def _periodic(self, now: float) -> None:
+        """Presence refresh and stats, at most every few seconds (never a DB write per frame)."""
+        if self.presence.touch_due(now):
+            if not await self.presence.touch(now):
+                raise ProtocolError(Close.REPLACED, "a newer connection of this device took over")
+            if self.presence.db_write_due(now):
+                await self.presence.write_db(True, now)
+            self._expire_commands()
+        if now - self._stats_published_at >= INGEST_STATS_INTERVAL:
+            self._stats_published_at = now
+            snapshot = self.stats.snapshot(now)
+            await self.publisher.event({"type": "ingest_stats", **snapshot})
+            if now - self._wall_stats_at >= WALL_STATS_INTERVAL:
+                self._wall_stats_at = now
+                await self.channel_layer.group_send(
+                    org_group(self.device.organisation_id),
+                    {"type": "stream.stats", "device_id": str(self.device.pk), **snapshot},
+                )
+
+    def _expire_commands(self) -> None:
+        horizon = time.monotonic() - 2 * self.limits.command_timeout_seconds
+        for command_id in [cid for cid, (_, sent, _) in self.pending_commands.items() if sent < horizon]:
+            del self.pending_commands[command_id]
+
+    async def _announce(self, online: bool, now: float) -> None:
+        event = presence.presence_event(self.device.pk, online, now)
+        await self.publisher.event(event)
+        await self.channel_layer.group_send(
+            org_group(self.device.organisation_id), {**event, "type": "presence.changed"}
+        )
+
+    # -- messages from other processes (channel layer) ------------------------------
+
+    async def device_command(self, event):
+        if self.hello is None or self.closing:
+            return
+        if len(self.pending_commands) >= 64:
+            self._expire_commands()
+        self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic(), event["settings"])
+        await self.send_message({"type": "command", "id": event["id"], "settings": event["settings"]})
+
+    async def device_replaced(self, event):
+        if self.presence is not None and event["generation"] > (self.presence.generation or 0):
+            await self.refuse(Close.REPLACED, "a newer connection of this device took over")
+
+    async def device_disconnect(self, event):
+        token_id = event.get("token_id")
+        if token_id is not None and token_id != self.token_id:
+            return  # another token of this device was revoked, not ours
+        reason = event.get("reason", "disconnected")
+        await self.refuse(_DISCONNECT_CODES.get(reason, Close.DEVICE_DISABLED), reason)
+
+    async def segment_persisted(self, event):
+        if self.closing:
+            return
+        await self.send_message({**{k: v for k, v in event.items() if k != "type"}, "type": "persisted"})
+
+    # -- end -----------------------------------------------------------------------
+
+    async def disconnect(self, code):
+        self.closing = True
+        await self.stop_tasks()
+        if self.recorder is not None:
+            try:
+                self.recorder.close()
+            except Exception:
+                log.exception("recorder.close failed")
+        if self._counted:
+            metrics.DEVICES_CONNECTED.dec()
+        if self.presence is None:
+            return
+        try:
+            if await self.presence.release():
+                now = time.time()
+                await self.presence.write_db(False, now)
+                await self._announce(False, now)
+        except Exception:
+            log.exception("could not record device %s going offline", self.device.pk)
+        log.info("device %s disconnected (code %s)", self.device.pk, code)

@@ -1,0 +1,204 @@
+"""/ws/view/<device_id>/: a logged-in viewer watching one device.
+
+Frames do not pass through this consumer's dispatch at all: the process hub
+(streams/broadcast.py) puts them in this socket's Outbox and the sender task
+writes them. Everything this consumer sends goes through the same Outbox, so
+one task writes to the socket.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from channels.db import database_sync_to_async
+
+from accounts.permissions import CONTROL, VIEW, role_allows
+from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
+from streams import auth, control, metrics, presence
+from streams.broadcast import Outbox, get_hub, redis_client, run_sender
+from streams.consumers.base import SightlineSocket
+from streams.limits import BURST_SECONDS, MAX_PENDING_COMMANDS, MAX_VIEWER_TEXT_PER_SECOND, Limits, TokenBucket
+from streams.protocol import (
+    KIND_NAMES,
+    VIEWER_MESSAGE_TYPES,
+    Close,
+    ProtocolError,
+    dump,
+    parse_text,
+)
+
+log = logging.getLogger("streams.consumers.viewer")
+_KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
+
+
+def _viewer_context(user, device_id):
+    device = get_device_for(user, device_id, VIEW)
+    role = role_in(user, device.organisation)
+    can_control = role_allows(role, CONTROL) and devices_for(user, CONTROL).filter(pk=device.pk).exists()
+    return device, role, can_control
+
+
+def _may_control(user, device_id) -> bool:
+    return devices_for(user, CONTROL).filter(pk=device_id).exists()
+
+
+async def browser_user_or_refusal(socket: SightlineSocket):
+    """Shared checks of browser sockets: address limit, Origin, session. Returns (user, address) or None."""
+    address = auth.client_address(socket.scope)
+    failures = auth.AuthFailures(redis_client())
+    if await failures.blocked(address):
+        metrics.AUTH_FAILURES.labels(socket.endpoint, "rate_limited").inc()
+        await socket.refuse(Close.AUTH_RATE_LIMITED, "too many failed authentications from your address")
+        return None
+    if not auth.origin_allowed_for_scope(socket.scope):
+        metrics.AUTH_FAILURES.labels(socket.endpoint, "origin").inc()
+        log.warning("%s socket refused: origin %r not allowed", socket.endpoint, auth.header(socket.scope, b"origin"))
+        await socket.refuse(Close.FORBIDDEN, "origin not allowed")
+        return None
+    user = await auth.user_from_scope(socket.scope)
+    if not user.is_authenticated:
+        await failures.record(address)
+        metrics.AUTH_FAILURES.labels(socket.endpoint, "no_session").inc()
+        await socket.refuse(Close.NOT_AUTHENTICATED, "log in first")
+        return None
+    return user, failures, address
+
+
+class ViewerConsumer(SightlineSocket):
+    endpoint = "view"
+
+    async def connect(self):
+        limits = Limits.from_settings()
+        self.limits = limits
+        self.heartbeat_seconds = limits.heartbeat_seconds
+        self.dead_after_seconds = limits.dead_after_seconds
+        self.outbox: Outbox | None = None
+        self.device = None
+        self.pending: dict[str, tuple[object, asyncio.TimerHandle]] = {}
+        self.text_bucket = TokenBucket(MAX_VIEWER_TEXT_PER_SECOND, MAX_VIEWER_TEXT_PER_SECOND * BURST_SECONDS)
+        checked = await browser_user_or_refusal(self)
+        if checked is None:
+            return
+        self.user, failures, address = checked
+        device_id = self.scope["url_route"]["kwargs"]["device_id"]
+        try:
+            device, role, can_control = await database_sync_to_async(_viewer_context)(self.user, device_id)
+        except NotFound:
+            await failures.record(address)
+            metrics.AUTH_FAILURES.labels(self.endpoint, "not_found").inc()
+            return await self.refuse(Close.NOT_FOUND, "no such device")
+        self.device, self.role, self.can_control = device, role, can_control
+        await self.accept_socket()
+        live = await presence.snapshot(redis_client(), [device.pk])
+        online, last_seen = presence.merge_with_row(device, live.get(str(device.pk)))
+        self.outbox = Outbox()
+        self.outbox.put_control(dump({
+            "type": "welcome",
+            "device": {
+                "id": str(device.pk),
+                "name": device.name,
+                "online": online,
+                "last_seen": last_seen,
+                "settings": device.stream_settings,
+                "expected_media": device.expected_media,
+            },
+            "role": role,
+            "can_control": can_control,
+        }))
+        self.start_task(run_sender(self.outbox, self.base_send), "sender")
+        await get_hub().add_viewer(device.pk, self.outbox)
+
+    async def send_message(self, message: dict) -> None:
+        if self.outbox is not None and not self.outbox.closed:
+            self.outbox.put_control(dump(message))
+
+    async def before_close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        await self.stop_tasks()
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
+        self.heard()
+        try:
+            if text_data is None:
+                raise ProtocolError(Close.UNEXPECTED_TEXT, "viewers send text messages only")
+            if not self.text_bucket.take():
+                raise ProtocolError(Close.RATE_LIMITED, f"more than {MAX_VIEWER_TEXT_PER_SECOND} messages/s")
+            message = parse_text(text_data, VIEWER_MESSAGE_TYPES)
+            kind = message["type"]
+            if kind == "ping":
+                await self.send_message(self.pong_for(message))
+            elif kind == "subscribe":
+                self._subscribe(message)
+            elif kind == "command":
+                await self._command(message)
+        except ProtocolError as error:
+            await self.refuse(error.code, error.message)
+
+    def _subscribe(self, message: dict) -> None:
+        names = message.get("kinds")
+        if names is None:
+            self.outbox.kinds = None
+            return
+        if not isinstance(names, list) or not all(name in _KIND_BY_NAME for name in names):
+            raise ProtocolError(Close.UNEXPECTED_TEXT, f"subscribe.kinds must be a list of {sorted(_KIND_BY_NAME)}")
+        self.outbox.kinds = frozenset(_KIND_BY_NAME[name] for name in names)
+
+    async def _command(self, message: dict) -> None:
+        client_id = message.get("id")
+        if not isinstance(client_id, (str, int)) or isinstance(client_id, bool) or len(str(client_id)) > 64:
+            raise ProtocolError(Close.UNEXPECTED_TEXT, "command.id must be a string or number of at most 64 characters")
+        # Roles can change during a session: ask again for every command.
+        if not await database_sync_to_async(_may_control)(self.user, self.device.pk):
+            return self._result(client_id, ok=False, error=control.ERROR_FORBIDDEN)
+        try:
+            settings = control.validate_settings(message.get("settings"), self.limits.max_fps)
+        except control.InvalidSettings as error:
+            return self._result(client_id, ok=False, error=f"invalid: {error}")
+        if len(self.pending) >= MAX_PENDING_COMMANDS:
+            return self._result(client_id, ok=False, error=control.ERROR_BUSY)
+        live = await presence.snapshot(redis_client(), [self.device.pk])
+        if not live[str(self.device.pk)][0]:
+            return self._result(client_id, ok=False, error=control.ERROR_OFFLINE)
+        command_id = uuid.uuid4().hex
+        timer = asyncio.get_running_loop().call_later(
+            self.limits.command_timeout_seconds, self._timed_out, command_id
+        )
+        self.pending[command_id] = (client_id, timer)
+        await control.asend_command(self.device.pk, command_id, settings, self.channel_name)
+
+    def _timed_out(self, command_id: str) -> None:
+        entry = self.pending.pop(command_id, None)
+        if entry is not None:
+            self._result(entry[0], ok=False, error=control.ERROR_TIMEOUT)
+
+    def _result(self, client_id, ok: bool, applied: dict | None = None, error: str | None = None) -> None:
+        result = {"type": "command_result", "id": client_id, "ok": ok}
+        if ok:
+            result["applied"] = applied or {}
+        else:
+            result["error"] = error
+        metrics.COMMANDS.labels("ok" if ok else (error or "error").split(":")[0]).inc()
+        if self.outbox is not None:
+            self.outbox.put_control(dump(result))
+
+    async def command_result(self, event):
+        """The device's ack, sent back by the consumer holding the device."""
+        entry = self.pending.pop(event.get("id"), None)
+        if entry is None:
+            return  # already timed out
+        client_id, timer = entry
+        timer.cancel()
+        self._result(client_id, ok=bool(event.get("ok")), applied=event.get("applied"), error=event.get("error"))
+
+    async def disconnect(self, code):
+        self.closing = True
+        for _client_id, timer in self.pending.values():
+            timer.cancel()
+        self.pending.clear()
+        if self.outbox is not None:
+            await get_hub().remove_viewer(self.device.pk, self.outbox)
+        await self.stop_tasks()

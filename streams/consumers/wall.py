@@ -1,0 +1,87 @@
+"""/ws/wall/<organisation_id>/: presence and stream stats for an organisation's device wall."""
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+
+from accounts.permissions import VIEW
+from accounts.tenancy import devices_for, organisations_for
+from streams import metrics, presence
+from streams.broadcast import redis_client
+from streams.consumers.base import SightlineSocket
+from streams.consumers.viewer import browser_user_or_refusal
+from streams.groups import org_group
+from streams.limits import BURST_SECONDS, MAX_VIEWER_TEXT_PER_SECOND, Limits, TokenBucket
+from streams.protocol import Close, ProtocolError, parse_text
+
+STATS_FIELDS = ("fps", "bitrate_bps", "seq_gaps", "capture_to_server_ms")
+
+
+def _wall_devices(user, organisation_id):
+    """The organisation's devices this user may see, or None if the organisation is not theirs."""
+    try:
+        organisation = organisations_for(user, VIEW).filter(pk=organisation_id).first()
+    except Exception:  # malformed id
+        return None
+    if organisation is None:
+        return None
+    return list(devices_for(user, VIEW, organisation=organisation))
+
+
+class WallConsumer(SightlineSocket):
+    endpoint = "wall"
+
+    async def connect(self):
+        limits = Limits.from_settings()
+        self.heartbeat_seconds = limits.heartbeat_seconds
+        self.dead_after_seconds = limits.dead_after_seconds
+        self.visible: set[str] = set()
+        self.text_bucket = TokenBucket(MAX_VIEWER_TEXT_PER_SECOND, MAX_VIEWER_TEXT_PER_SECOND * BURST_SECONDS)
+        checked = await browser_user_or_refusal(self)
+        if checked is None:
+            return
+        user, failures, address = checked
+        organisation_id = self.scope["url_route"]["kwargs"]["organisation_id"]
+        devices = await database_sync_to_async(_wall_devices)(user, organisation_id)
+        if devices is None:
+            await failures.record(address)
+            metrics.AUTH_FAILURES.labels(self.endpoint, "not_found").inc()
+            return await self.refuse(Close.NOT_FOUND, "no such organisation")
+        self.visible = {str(device.pk) for device in devices}
+        group = org_group(organisation_id)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups.append(group)
+        await self.accept_socket()
+        live = await presence.snapshot(redis_client(), self.visible)
+        await self.send_message({
+            "type": "devices",
+            "devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices],
+        })
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
+        self.heard()
+        try:
+            if text_data is None:
+                raise ProtocolError(Close.UNEXPECTED_TEXT, "the wall socket takes text messages only")
+            if not self.text_bucket.take():
+                raise ProtocolError(Close.RATE_LIMITED, f"more than {MAX_VIEWER_TEXT_PER_SECOND} messages/s")
+            message = parse_text(text_data, {"ping", "pong"})
+            if message["type"] == "ping":
+                await self.send_message(self.pong_for(message))
+        except ProtocolError as error:
+            await self.refuse(error.code, error.message)
+
+    async def presence_changed(self, event):
+        if event["device_id"] in self.visible and not self.closing:
+            await self.send_message({**event, "type": "presence"})
+
+    async def stream_stats(self, event):
+        if event["device_id"] in self.visible and not self.closing:
+            await self.send_message(
+                {"type": "stats", "device_id": event["device_id"], **{k: event.get(k) for k in STATS_FIELDS}}
+            )
+
+    async def disconnect(self, code):
+        self.closing = True
+        await self.stop_tasks()

@@ -1,0 +1,342 @@
+"""The device socket (/ws/device/): authentication, hello/welcome, every refusal and its close code."""
+import asyncio
+import logging
+import time
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from streams import broadcast, groups, limits, protocol
+from streams.models import Device, DeviceToken
+from streams.protocol import Close
+from tests.live_helpers import (
+    HELLO,
+    connect_device,
+    device_socket,
+    expect_close,
+    jpeg_frame,
+    receive_json_of_type,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def close_live_resources():
+    yield
+    await broadcast.aclose_loop_resources()
+
+
+@pytest.fixture
+def token(acme_camera):
+    clear, _row = acme_camera.issue_token()
+    return clear
+
+
+@pytest.fixture
+def fast_heartbeat(settings):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "HEARTBEAT_SECONDS": 0.2, "DEAD_AFTER_SECONDS": 0.6}
+
+
+async def refused(communicator, code):
+    connected, _ = await communicator.connect()
+    assert connected  # refusals come after the handshake so the client sees the code
+    return await expect_close(communicator, code)
+
+
+# -- authentication --------------------------------------------------------------
+
+
+async def test_a_device_with_a_header_token_gets_a_welcome_with_settings_and_limits(token, acme_camera):
+    device, welcome = await connect_device(token)
+    assert welcome["device_id"] == str(acme_camera.pk)
+    assert welcome["protocol"] == 1
+    assert welcome["settings"] == {"brightness": 0, "contrast": 0, "fps": 10, "resolution": "640x360"}
+    assert set(welcome["limits"]) >= {"max_frame_bytes", "max_message_bytes", "max_fps", "max_bytes_per_second",
+                                      "heartbeat_seconds", "dead_after_seconds"}
+    assert welcome["recording"] in (True, False)
+    await device.disconnect()
+
+
+async def test_a_device_may_present_its_token_as_a_subprotocol_and_only_v1_is_echoed(token):
+    device, welcome = await connect_device(token, via="subprotocol")
+    assert welcome["type"] == "welcome"
+    await device.disconnect()
+
+
+@pytest.mark.parametrize("presented", [None, "nope", "sl_ABCDEFGH_" + "x" * 43])
+async def test_a_missing_malformed_or_unknown_token_is_refused_with_4001(acme_camera, presented):
+    await refused(device_socket(presented), Close.BAD_TOKEN)
+
+
+async def test_a_revoked_token_is_refused_with_4002(acme_camera):
+    clear, row = await database_sync_to_async(acme_camera.issue_token)()
+    await database_sync_to_async(row.revoke)()
+    await refused(device_socket(clear), Close.TOKEN_REVOKED)
+
+
+async def test_a_disabled_device_is_refused_with_4003(acme_camera, token):
+    await database_sync_to_async(Device.objects.filter(pk=acme_camera.pk).update)(enabled=False)
+    await refused(device_socket(token), Close.DEVICE_DISABLED)
+
+
+async def test_auth_failures_from_one_address_are_rate_limited_with_4429_and_logged_without_the_token(
+    monkeypatch, caplog, token
+):
+    monkeypatch.setattr(limits, "AUTH_FAILURES_ALLOWED", 3)
+    wrong = "sl_ABCDEFGH_" + "y" * 43
+    caplog.set_level(logging.WARNING)
+    for _ in range(3):
+        await refused(device_socket(wrong, address="192.0.2.77"), Close.BAD_TOKEN)
+    # Now even the right token from that address is refused before it is checked.
+    await refused(device_socket(token, address="192.0.2.77"), Close.AUTH_RATE_LIMITED)
+    # Another address is unaffected.
+    device, _ = await connect_device(token, address="192.0.2.78")
+    await device.disconnect()
+    assert "sl_ABCDEFGH_…" in caplog.text
+    assert wrong not in caplog.text and token not in caplog.text
+    await broadcast.redis_client().delete(groups.auth_failures_key("192.0.2.77"))
+
+
+# -- hello and messages -------------------------------------------------------------
+
+
+async def test_binary_before_hello_is_refused_with_4008(token):
+    device = device_socket(token)
+    assert (await device.connect())[0]
+    await device.send_to(bytes_data=jpeg_frame(1))
+    await expect_close(device, Close.FRAME_BEFORE_HELLO)
+
+
+async def test_text_other_than_hello_first_is_refused_with_4008(token):
+    device = device_socket(token)
+    assert (await device.connect())[0]
+    await device.send_json_to({"type": "ping", "id": 1, "ts": time.time()})
+    await expect_close(device, Close.FRAME_BEFORE_HELLO)
+
+
+async def test_a_hello_for_another_protocol_version_is_refused_with_4010(token):
+    device = device_socket(token)
+    assert (await device.connect())[0]
+    await device.send_json_to({**HELLO, "protocol": 2})
+    await expect_close(device, Close.UNSUPPORTED_VERSION)
+
+
+@pytest.mark.parametrize("text", ["not json", '{"type":"launch"}', "[1,2]", '{"type":"hello","protocol":1,"codecs":[]}'])
+async def test_bad_text_is_refused_with_4007(token, text):
+    device = device_socket(token)
+    assert (await device.connect())[0]
+    await device.send_to(text_data=text)
+    await expect_close(device, Close.UNEXPECTED_TEXT)
+
+
+async def test_a_second_hello_is_refused_with_4007(token):
+    device, _ = await connect_device(token)
+    await device.send_json_to(HELLO)
+    await expect_close(device, Close.UNEXPECTED_TEXT)
+
+
+async def test_the_server_answers_a_ping_with_a_pong_carrying_its_id_and_ts(token):
+    device, _ = await connect_device(token)
+    await device.send_json_to({"type": "ping", "id": 7, "ts": 123.5})
+    pong = await receive_json_of_type(device, "pong")
+    assert (pong["id"], pong["ts"]) == (7, 123.5) and pong["server_ts"] > 0
+    await device.disconnect()
+
+
+def _header_bytes(**fields) -> bytes:
+    values = {"magic": 0x53, "version": 1, "kind": 1, "flags": 0x07, "seq": 1, "ts": 1, "index": 0,
+              "count": 1, "length": 4}
+    values.update(fields)
+    return protocol.HEADER.pack(*values.values()) + b"abcd"
+
+
+@pytest.mark.parametrize("message, code", [
+    (b"S\x01", Close.MALFORMED_HEADER),
+    (_header_bytes(magic=0x00), Close.MALFORMED_HEADER),
+    (_header_bytes(kind=9), Close.UNKNOWN_KIND),
+    (_header_bytes(version=2), Close.UNSUPPORTED_VERSION),
+    (_header_bytes(length=5), Close.MALFORMED_HEADER),
+    (_header_bytes(length=10**9), Close.OVERSIZED),
+])
+async def test_a_bad_binary_message_closes_only_that_socket_with_its_code(token, message, code):
+    device, _ = await connect_device(token)
+    await device.send_to(bytes_data=message)
+    await expect_close(device, code)
+
+
+async def test_a_message_above_max_message_bytes_is_refused_with_4006(settings, token):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "MAX_MESSAGE_BYTES": 2048}
+    device, welcome = await connect_device(token)
+    assert welcome["limits"]["max_message_bytes"] == 2048
+    await device.send_to(bytes_data=jpeg_frame(1, b"x" * 4000))
+    await expect_close(device, Close.OVERSIZED)
+
+
+async def test_text_in_the_middle_of_a_chunked_frame_is_refused_with_4007(token):
+    device, _ = await connect_device(token)
+    chunks = protocol.encode_frame(protocol.KIND_JPEG, b"z" * 5000, 1, 1, True, max_message_bytes=2048)
+    await device.send_to(bytes_data=chunks[0])
+    await device.send_json_to({"type": "ping", "id": 1, "ts": 0})
+    await expect_close(device, Close.UNEXPECTED_TEXT)
+
+
+async def test_frames_above_max_fps_are_refused_with_4009(settings, token):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "MAX_FPS": 2}
+    device, _ = await connect_device(token)
+    for seq in range(int(2 * limits.BURST_SECONDS) + 2):  # the bucket holds BURST_SECONDS of frames
+        await device.send_to(bytes_data=jpeg_frame(seq))
+    await expect_close(device, Close.RATE_LIMITED)
+
+
+async def test_bytes_above_max_bytes_per_second_are_refused_with_4009(settings, token):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "MAX_BYTES_PER_SECOND": 4096}
+    device, _ = await connect_device(token)
+    for seq in range(10):  # 10 x 1 KB > 2 s x 4 KB/s
+        await device.send_to(bytes_data=jpeg_frame(seq, b"b" * 1000))
+    await expect_close(device, Close.RATE_LIMITED)
+
+
+# -- heartbeats, presence, replacement ------------------------------------------------
+
+
+async def test_the_server_pings_and_closes_a_silent_device_with_4011(fast_heartbeat, token):
+    device, welcome = await connect_device(token)
+    assert welcome["limits"]["heartbeat_seconds"] == 0.2
+    ping = await receive_json_of_type(device, "ping", timeout=2)
+    assert ping["id"] == 1 and ping["ts"] > 0
+    await expect_close(device, Close.HEARTBEAT_TIMEOUT, timeout=3)
+
+
+async def test_a_device_that_answers_pings_stays_connected(fast_heartbeat, token):
+    device, _ = await connect_device(token)
+    deadline = time.monotonic() + 1.5  # well beyond dead_after_seconds
+    while time.monotonic() < deadline:
+        ping = await receive_json_of_type(device, "ping", timeout=2)
+        await device.send_json_to({"type": "pong", "id": ping["id"], "ts": ping["ts"]})
+    await device.disconnect()
+
+
+async def test_presence_is_online_in_redis_and_on_the_row_while_connected_and_offline_after(token, acme_camera):
+    device, _ = await connect_device(token)
+    client = broadcast.redis_client()
+    assert await client.exists(groups.presence_key(acme_camera.pk))
+    row = await database_sync_to_async(Device.objects.get)(pk=acme_camera.pk)
+    assert row.online and row.last_seen is not None
+    await device.disconnect()
+    assert not await client.exists(groups.presence_key(acme_camera.pk))
+    row = await database_sync_to_async(Device.objects.get)(pk=acme_camera.pk)
+    assert not row.online
+
+
+async def test_frames_do_not_write_the_device_row(token, acme_camera, monkeypatch):
+    device, _ = await connect_device(token)
+    writes = []
+    monkeypatch.setattr("streams.presence._write_device_row", lambda *args: writes.append(args))
+    for seq in range(20):
+        await device.send_to(bytes_data=jpeg_frame(seq))
+    await device.send_json_to({"type": "ping", "id": 1, "ts": 0})
+    await receive_json_of_type(device, "pong")
+    assert writes == []
+    await device.disconnect()
+
+
+async def test_the_newest_connection_of_a_device_wins_and_the_old_one_gets_4012(token, acme_camera):
+    old, _ = await connect_device(token)
+    new, _ = await connect_device(token)
+    await expect_close(old, Close.REPLACED)
+    await old.disconnect()
+    # The replaced connection going away does not mark the device offline.
+    assert await broadcast.redis_client().exists(groups.presence_key(acme_camera.pk))
+    await new.disconnect()
+
+
+# -- disconnects from elsewhere -------------------------------------------------------
+
+
+async def test_revoking_the_token_in_use_disconnects_the_device_at_once_with_4002(token, acme_camera):
+    device, _ = await connect_device(token)
+    row = await database_sync_to_async(DeviceToken.objects.get)(device=acme_camera)
+    await database_sync_to_async(row.revoke)()
+    await expect_close(device, Close.TOKEN_REVOKED)
+
+
+async def test_revoking_another_token_of_the_device_leaves_it_connected(token, acme_camera):
+    device, _ = await connect_device(token)
+    _other_clear, other = await database_sync_to_async(acme_camera.issue_token)()
+    await database_sync_to_async(other.revoke)()
+    await device.send_json_to({"type": "ping", "id": 3, "ts": 0})
+    assert (await receive_json_of_type(device, "pong"))["id"] == 3
+    await device.disconnect()
+
+
+async def test_disabling_the_device_disconnects_it_at_once_with_4003(token, acme_camera):
+    device, _ = await connect_device(token)
+
+    def disable():
+        camera = Device.objects.get(pk=acme_camera.pk)
+        camera.enabled = False
+        camera.save()
+
+    await database_sync_to_async(disable)()
+    await expect_close(device, Close.DEVICE_DISABLED)
+
+
+# -- recorder contract ------------------------------------------------------------------
+
+
+class FakeRecorder:
+    def __init__(self):
+        self.frames = []
+        self.closed = False
+
+    def submit(self, frame, received_at):
+        self.frames.append((frame, received_at))
+
+    def close(self):
+        self.closed = True
+
+
+async def test_the_device_consumer_feeds_the_recorder_and_closes_it(monkeypatch, token, acme_camera):
+    recorder, opened = FakeRecorder(), []
+
+    def open_recorder(device, hello):
+        opened.append((device.pk, hello["codecs"]))
+        return recorder
+
+    monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: open_recorder)
+    device, welcome = await connect_device(token)
+    assert welcome["recording"] is True and opened == [(acme_camera.pk, ["jpeg"])]
+    chunks = protocol.encode_frame(protocol.KIND_JPEG, b"q" * 3000, 5, 99, True, max_message_bytes=1024)
+    for chunk in chunks:
+        await device.send_to(bytes_data=chunk)
+    await device.send_to(bytes_data=jpeg_frame(6, b"single"))
+    await wait_for(lambda: len(recorder.frames) == 2)
+    first, second = recorder.frames[0][0], recorder.frames[1][0]
+    assert (first.header.seq, first.payload, first.header.chunk_count) == (5, b"q" * 3000, 1)
+    assert (second.header.seq, second.payload) == (6, b"single")
+    await device.disconnect()
+    assert recorder.closed
+
+
+async def test_a_recorder_that_fails_to_open_leaves_the_stream_live(monkeypatch, token):
+    def broken(device, hello):
+        raise OSError("spool is read-only")
+
+    monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: broken)
+    device, welcome = await connect_device(token)
+    assert welcome["recording"] is False
+    await device.disconnect()
+
+
+async def test_a_persisted_segment_is_reported_to_the_device(token, acme_camera):
+    device, _ = await connect_device(token)
+    event = {"type": "segment.persisted", "segment_id": "s-1", "start": "2026-01-01T00:00:00+00:00",
+             "end": "2026-01-01T00:00:10+00:00", "frames": 100, "first_seq": 1, "last_seq": 100}
+    await get_channel_layer().group_send(groups.device_group(acme_camera.pk), event)
+    persisted = await receive_json_of_type(device, "persisted")
+    assert persisted == {**event, "type": "persisted"}
+    await device.disconnect()
