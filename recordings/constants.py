@@ -26,7 +26,10 @@ DEGRADED_RETRY_SECONDS = 10.0  # after a disk error, try the spool again this of
 # -- transcode ------------------------------------------------------------------
 VIDEO_TIME_BASE = 90_000  # ticks per second for MP4 video timestamps
 KEYFRAME_INTERVAL_SECONDS = 1.0  # forced IDR about every second, so HLS seeks are precise
-X264_OPTIONS = {"preset": "veryfast", "crf": "23"}  # the bench compares ffmpeg with the same options
+# The bench compares the ffmpeg CLI with the same options. No B-frames: pts
+# then start at 0 in the fMP4 (no composition offset for HLS/PROGRAM-DATE-TIME
+# to disagree with) and clips join by plain remux, like camera H.264.
+X264_OPTIONS = {"preset": "veryfast", "crf": "23", "bf": "0"}
 # Fragmented MP4: moov (empty) at the front, one fragment per keyframe. Plays
 # progressively in <video> and as an HLS fMP4 segment (EXT-X-MAP + BYTERANGE).
 MP4_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"

@@ -29,7 +29,7 @@ def create_segment(*, segment_id, device_id, start: datetime, codec: str, has_au
 
 
 def close_segment(segment_id, *, end: datetime, frames: int, first_seq: int | None, last_seq: int | None,
-                  spool_bytes: int, dropped_frames: int, has_audio: bool) -> Segment | None:
+                  spool_bytes: int, dropped_frames: int, has_audio: bool, queue: bool = True) -> Segment | None:
     """recording -> closed, then (after commit) queue transcode -> thumbnails -> archive.
 
     Conditional on the state, so a recovery run and a late writer cannot both
@@ -43,7 +43,8 @@ def close_segment(segment_id, *, end: datetime, frames: int, first_seq: int | No
         )
         if not updated:
             return None
-        transaction.on_commit(lambda: queue_processing(segment_id))
+        if queue:
+            transaction.on_commit(lambda: queue_processing(segment_id))
     return Segment.objects.get(pk=segment_id)
 
 

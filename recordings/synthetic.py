@@ -57,3 +57,41 @@ def pcm_chunk(samples: int, rate: int = 16000, start_sample: int = 0, tone_hz: f
 def frame(kind: int, payload: bytes, seq: int, timestamp_us: int, keyframe: bool = True) -> Frame:
     flags = (FLAG_KEYFRAME if keyframe else 0) | FLAG_CHUNK_START | FLAG_CHUNK_END
     return Frame(FrameHeader(kind, flags, seq, timestamp_us, 0, 1, len(payload)), payload)
+
+
+def write_closed_segment(device, frames: list[Frame], audio: dict | None = None, queue: bool = False):
+    """A `closed` Segment whose spool file holds `frames`, as the recorder would leave it
+    (for tests, demos and benchmarks). Returns the row."""
+    import time
+    import uuid
+
+    from recordings import constants, lifecycle, spool
+    from streams.protocol import KIND_NAMES
+
+    video = [f for f in frames if f.header.kind in (1, 2)]
+    segment_id = uuid.uuid4()
+    start = lifecycle.utc_from_us(video[0].header.timestamp_us)
+    path = constants.spool_path_for(device.organisation_id, device.id, start, segment_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = KIND_NAMES[video[0].header.kind]
+    meta = {"segment_id": str(segment_id), "device_id": str(device.id),
+            "organisation_id": str(device.organisation_id), "codec": codec, "audio": audio}
+    with open(path, "wb") as f:
+        f.write(spool.encode_file_header(meta))
+        for item in frames:
+            f.write(spool.encode_record(item, time.time()))
+    lifecycle.create_segment(segment_id=segment_id, device_id=device.id, start=start, codec=codec,
+                             has_audio=False, spool_path=str(path), spool_host=constants.host_name(), writer="")
+    interval = 100_000
+    if len(video) > 1:
+        interval = (video[-1].header.timestamp_us - video[0].header.timestamp_us) // (len(video) - 1)
+    close = dict(end=lifecycle.utc_from_us(video[-1].header.timestamp_us + interval), frames=len(video),
+                 first_seq=video[0].header.seq, last_seq=video[-1].header.seq, spool_bytes=path.stat().st_size,
+                 dropped_frames=0, has_audio=any(f.header.kind == 3 for f in frames))
+    return lifecycle.close_segment(segment_id, queue=queue, **close)
+
+
+def jpeg_frames(count: int, t0_us: int, fps: float = 10, width: int = 160, height: int = 120,
+                start_seq: int = 0) -> list[Frame]:
+    return [frame(1, jpeg_frame(i, width, height), start_seq + i, t0_us + int(i * 1_000_000 / fps))
+            for i in range(count)]
