@@ -99,7 +99,6 @@ def publish_page(request):
     return render(request, "frontend/publish.html", {
         "devices": devices,
         "config": config,
-        "resolutions": RESOLUTIONS,
     })
 
 

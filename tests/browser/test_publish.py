@@ -18,7 +18,6 @@ def test_the_webcam_page_publishes_and_a_second_page_views_it(personas, acme_cam
     operator = portal()
     publisher = operator.login("bob")
     publisher.goto(f"/publish/?device={acme_camera.pk}")
-    publisher.select_option("#pub-resolution", "320x180")
     publisher.click("#pub-start")
     wait_for_state(publisher, "s.connected && s.welcome && s.framesSent >= 5")
 
@@ -29,7 +28,9 @@ def test_the_webcam_page_publishes_and_a_second_page_views_it(personas, acme_cam
     drawn = viewer.evaluate("window.sightline.framesDrawn")
     wait_for_state(viewer, f"s.framesDrawn >= {drawn + 5}")
     assert viewer.evaluate(CANVAS_HASH) != first, "the viewed frames did not change"
-    assert viewer.evaluate("[document.getElementById('live').width, document.getElementById('live').height]") == [320, 180]
+    # Drawn at the device's configured resolution, which the welcome gave the browser-device.
+    width, height = map(int, acme_camera.stream_settings["resolution"].split("x"))
+    assert viewer.evaluate("[document.getElementById('live').width, document.getElementById('live').height]") == [width, height]
 
     # The operator's brightness command reaches the browser-device, which acks it.
     control = operator.new_page()

@@ -64,6 +64,8 @@ const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
     state.reconnects = socket ? socket.reconnects : 0;
     showConnection(name, detail);
   },
+  // Live audio is not played here (recordings play it): do not have it sent.
+  onOpen() { socket.sendJson({ type: 'subscribe', kinds: ['jpeg', 'h264'] }); },
   onBinary(buffer) { player.handleBinary(buffer); },
   onText(message) { handleMessage(message); },
 });

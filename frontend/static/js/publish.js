@@ -209,10 +209,11 @@ if (form) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     session?.stop();
-    const [width, height] = parseResolution(form.elements.resolution.value);
-    const fps = Math.max(1, Math.min(30, Number(form.elements.fps.value) || 10));
     state.deviceId = form.elements.device.value;
-    session = new PublishSession(state.deviceId, { width, height, fps });
+    // The hello offers the device's configured settings; the server's welcome has the last word.
+    const device = config.devices.find((d) => d.id === state.deviceId);
+    const [width, height] = parseResolution(device?.settings?.resolution);
+    session = new PublishSession(state.deviceId, { width, height, fps: device?.settings?.fps || 10 });
     $('pub-start').disabled = true;
     $('pub-stop').disabled = false;
     try {

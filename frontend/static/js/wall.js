@@ -33,6 +33,7 @@ class Tile {
     });
     this.socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
       onState: (name) => { this.state.connected = name === 'open'; this.el.dataset.connection = name; },
+      onOpen: () => this.socket.sendJson({ type: 'subscribe', kinds: ['jpeg', 'h264'] }),  // no live audio on the wall
       onBinary: (buffer) => this.player.handleBinary(buffer),
       onText: (message) => this.handle(message),
     }).start();
@@ -93,11 +94,12 @@ function addTile(device, element) {
 }
 
 /** Make the tiles match the organisation's current devices (added, removed, presence). */
-async function reconcile() {
-  let body;
-  try { body = await getJson(config.devicesUrl); } catch { return; }
+async function reconcile(devices = null) {
+  if (!devices) {
+    try { devices = (await getJson(config.devicesUrl)).devices || []; } catch { return; }
+  }
   const seen = new Set();
-  for (const device of body.devices || []) {
+  for (const device of devices) {
     seen.add(device.id);
     if (tiles.has(device.id)) tiles.get(device.id).update(device);
     else { addTile(device); wallEl.append(tiles.get(device.id).el); }
@@ -106,8 +108,10 @@ async function reconcile() {
 }
 
 function onWallEvent(message) {
+  if (message.type === 'ping') { wallSocket.sendJson({ type: 'pong', id: message.id, ts: message.ts }); return; }
+  if (message.type === 'devices') { reconcile(message.devices); return; }  // sent on every (re)connect
   const id = message.device_id;
-  if (!id) { if (message.type === 'devices') reconcile(); return; }
+  if (!id) return;
   const tile = tiles.get(id);
   if (!tile) { reconcile(); return; }  // a device we have not seen: added since the page loaded
   if (message.type === 'presence') tile.update({ online: message.online, last_seen: message.last_seen ?? tile.device.last_seen });
@@ -119,15 +123,15 @@ for (const device of config.devices) {
   addTile(device, wallEl.querySelector(`[data-device-id="${device.id}"]`));
 }
 
+let wallSocket = null;
 if (config.organisationId) {
   const stateEl = document.getElementById('wall-state');
-  const wallSocket = new ReconnectingSocket(`/ws/wall/${config.organisationId}/`, {
+  wallSocket = new ReconnectingSocket(`/ws/wall/${config.organisationId}/`, {
     onState(name, detail) {
       state.wallConnected = name === 'open';
       stateEl.dataset.state = name;
       stateEl.textContent = name === 'open' ? 'live' : (detail || name);
     },
-    onOpen() { reconcile(); },  // catch up on anything missed while disconnected
     onText: onWallEvent,
   }).start();
   window.addEventListener('pagehide', () => wallSocket.stop());
