@@ -134,6 +134,11 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# One beat scheduler (`celery -A project beat`): retention and spool recovery.
+CELERY_BEAT_SCHEDULE = {
+    "recordings-retention": {"task": "recordings.retention_task", "schedule": 300.0},
+    "recordings-recover-spool": {"task": "recordings.recover_spool_task", "schedule": 60.0},
+}
 
 # Media: the spool is local to the host that ingests; archives go through
 # Django's storage API (filesystem by default, S3-compatible when configured).
@@ -211,6 +216,8 @@ SIGHTLINE = {
     "DEAD_AFTER_SECONDS": env_int("DEAD_AFTER_SECONDS", 30, minimum=2),
     "COMMAND_TIMEOUT_SECONDS": env_int("COMMAND_TIMEOUT_SECONDS", 5, minimum=1),
     "SEGMENT_SECONDS": env_int("SEGMENT_SECONDS", 10, minimum=1),
+    # Queue for tasks that read an ingest host's local spool (docs/recording.md); "" = default queue.
+    "SPOOL_QUEUE": env_str("SPOOL_QUEUE", ""),
     "FREE_DISK_WATERMARK_BYTES": env_int("FREE_DISK_WATERMARK_BYTES", 2 * 1024**3, minimum=0),
     # Who may scrape GET /metrics besides staff users (streams/metrics.py).
     "METRICS_ALLOWED_ADDRESSES": env_list("METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"]),
