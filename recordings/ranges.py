@@ -35,11 +35,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
             raise Unsatisfiable()
         return max(0, size - length), size - 1
     first = int(first_s)
-    last = int(last_s) if last_s else size - 1
-    if last < first:
-        return None
+    if last_s and int(last_s) < first:
+        return None  # invalid: ignored, whole file
     if first >= size:
         raise Unsatisfiable()
+    last = int(last_s) if last_s else size - 1
     return first, min(last, size - 1)
 
 
