@@ -200,9 +200,10 @@ async function showDay(isoDate) {
   const ready = state.segments.filter(playable);
   const recorded = state.segments.reduce((sum, s) => sum + (s.duration || 0), 0);
   status(state.segments.length
-    ? `${state.segments.length} segments, ${Math.round(recorded / 60)} min recorded${ready.length < state.segments.length ? `, ${state.segments.length - ready.length} still processing` : ''}. Click the timeline to play; shift-drag to select.`
+    ? `${state.segments.length} segments, ${recorded < 120 ? `${Math.round(recorded)} s` : `${Math.round(recorded / 60)} min`} recorded${ready.length < state.segments.length ? `, ${state.segments.length - ready.length} still processing` : ''}. Click the timeline to play; shift-drag to select.`
     : 'No recordings on this day.');
   if (!ready.length || !state.engine) return;
+  if (ready[0].poster_url) video.poster = ready[0].poster_url;
   try { await loadPlaylist(); } catch (error) { status(error.message); }
   const first = fragments[0];
   if (first) timeline.setPlayhead(first.wallStart);
