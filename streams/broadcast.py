@@ -261,6 +261,7 @@ class DeviceFeed:
         if kind == "presence":
             self.online = bool(event.get("online"))
             self.last_seen = event.get("last_seen")
+            self.ingest_stats = None  # a new connection starts new counts
             text = data.decode()
             for outbox in self.viewers:
                 outbox.put_control(text)

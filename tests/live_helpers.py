@@ -134,3 +134,8 @@ async def wait_for(predicate, timeout: float = 5, interval: float = 0.02):
             return value
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(interval)
+
+
+def live_only(monkeypatch) -> None:
+    """Consumer tests exercise the recorder contract with fakes, not the real spool writer."""
+    monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: None)

@@ -12,6 +12,7 @@ from streams import broadcast, groups, limits, protocol
 from streams.models import Device, DeviceToken
 from streams.protocol import Close
 from tests.live_helpers import (
+    live_only,
     HELLO,
     connect_device,
     device_socket,
@@ -25,7 +26,8 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 @pytest_asyncio.fixture(autouse=True)
-async def close_live_resources():
+async def close_live_resources(monkeypatch):
+    live_only(monkeypatch)
     yield
     await broadcast.aclose_loop_resources()
 

@@ -1,6 +1,7 @@
 """/ws/device/ (a camera, token auth) and /ws/publish/<device_id>/ (a browser publishing as a device)."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,6 +18,7 @@ from streams.limits import IngestLimiter, Limits
 from streams.models import AuthResult, authenticate_token
 from streams.protocol import (
     DEVICE_MESSAGE_TYPES,
+    HEADER_SIZE,
     Close,
     ProtocolError,
     Reassembler,
@@ -28,7 +30,7 @@ from streams.tokens import redact
 
 log = logging.getLogger("streams.consumers.device")
 
-WALL_STATS_INTERVAL = 2.0
+WALL_STATS_EVERY = 2  # ingest-stats ticks per wall update
 _AUTH_CODES = {
     AuthResult.MALFORMED: (Close.BAD_TOKEN, "malformed token"),
     AuthResult.UNKNOWN: (Close.BAD_TOKEN, "unknown token"),
@@ -83,8 +85,6 @@ class DeviceConsumer(SightlineSocket):
         self.stats = StreamStats()
         self.device_stats: dict = {}
         self.pending_commands: dict[str, tuple[str, float, dict]] = {}
-        self._stats_published_at = 0.0
-        self._wall_stats_at = 0.0
         self._counted = False
 
         address = auth.client_address(self.scope)
@@ -158,8 +158,9 @@ class DeviceConsumer(SightlineSocket):
         header = frame.header
         self.limiter.check_frame(header.kind)
         now = time.time()
-        message = data if header.chunk_count == 1 else frame.to_message()
         size = len(frame.payload)
+        # An unchunked message already is the whole-frame message viewers get.
+        message = data if len(data) == HEADER_SIZE + size else frame.to_message()
         gap = self.stats.on_frame(header.kind, header.seq, header.timestamp_us, size, now)
         device_label = self.device_label
         metrics.INGEST_FRAMES.labels(device_label, kind_name(header.kind)).inc()
@@ -222,6 +223,7 @@ class DeviceConsumer(SightlineSocket):
         })
         await self.presence.write_db(True, now)
         await self._announce(True, now)
+        self.start_task(self._publish_stats(), "stats")
         log.info("device %s connected (agent %.80s)", device.pk, hello.get("agent"))
 
     async def _on_ack(self, message: dict) -> None:
@@ -252,16 +254,23 @@ class DeviceConsumer(SightlineSocket):
             if self.presence.db_write_due(now):
                 await self.presence.write_db(True, now)
             self._expire_commands()
-        if now - self._stats_published_at >= INGEST_STATS_INTERVAL:
-            self._stats_published_at = now
-            snapshot = self.stats.snapshot(now)
-            await self.publisher.event({"type": "ingest_stats", **snapshot})
-            if now - self._wall_stats_at >= WALL_STATS_INTERVAL:
-                self._wall_stats_at = now
-                await self.channel_layer.group_send(
-                    org_group(self.device.organisation_id),
-                    {"type": "stream.stats", "device_id": str(self.device.pk), **snapshot},
-                )
+
+    async def _publish_stats(self) -> None:
+        """Ingest stats to the relaying processes every second, to the wall every few (a task)."""
+        ticks = 0
+        while not self.closing:
+            await asyncio.sleep(INGEST_STATS_INTERVAL)
+            snapshot = self.stats.snapshot(time.time())
+            try:
+                await self.publisher.event({"type": "ingest_stats", **snapshot})
+                ticks += 1
+                if ticks % WALL_STATS_EVERY == 0:
+                    await self.channel_layer.group_send(
+                        org_group(self.device.organisation_id),
+                        {"type": "stream.stats", "device_id": str(self.device.pk), **snapshot},
+                    )
+            except Exception:  # Redis hiccup: the next tick tries again
+                log.warning("could not publish stats of device %s", self.device.pk, exc_info=True)
 
     def _expire_commands(self) -> None:
         horizon = time.monotonic() - 2 * self.limits.command_timeout_seconds
