@@ -1,0 +1,204 @@
+"""The wall socket (/ws/wall/<org>/), the browser publisher (/ws/publish/<id>/) and GET /api/devices/,
+as owner, operator, viewer, outsider and anonymous."""
+import pytest
+import pytest_asyncio
+from django.test import Client
+
+from accounts.models import DeviceGrant, Membership
+from streams import broadcast, groups
+from streams.protocol import Close
+from tests.live_helpers import (
+    HELLO,
+    browser_socket,
+    connect_device,
+    expect_close,
+    jpeg_frame,
+    live_only,
+    receive_json_of_type,
+    receive_nothing_but_pings,
+    session_cookie,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def close_live_resources(monkeypatch):
+    live_only(monkeypatch)
+    yield
+    await broadcast.aclose_loop_resources()
+
+
+@pytest.fixture
+def sessions(personas):
+    return {role: session_cookie(user) for role, user in personas.items()}
+
+
+@pytest.fixture
+def token(acme_camera):
+    return acme_camera.issue_token()[0]
+
+
+# -- wall ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("role", ["owner", "operator", "viewer"])
+async def test_members_get_the_device_list_then_presence_events(sessions, acme, acme_camera, token, role):
+    wall = browser_socket(f"/ws/wall/{acme.pk}/", sessions[role])
+    assert (await wall.connect())[0]
+    listing = await receive_json_of_type(wall, "devices")
+    assert listing["devices"] == [{"id": str(acme_camera.pk), "name": "Front door", "online": False,
+                                   "last_seen": None, "location": "Gate", "expected_media": "jpeg"}]
+    device, _ = await connect_device(token)
+    event = await receive_json_of_type(wall, "presence")
+    assert event["device_id"] == str(acme_camera.pk) and event["online"] is True
+    await device.disconnect()
+    assert (await receive_json_of_type(wall, "presence"))["online"] is False
+    await wall.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_wall_gets_stream_stats(sessions, acme, acme_camera, token):
+    wall = browser_socket(f"/ws/wall/{acme.pk}/", sessions["viewer"])
+    assert (await wall.connect())[0]
+    device, _ = await connect_device(token)
+    await device.send_to(bytes_data=jpeg_frame(1))
+    stats = await receive_json_of_type(wall, "stats", timeout=5)
+    assert stats["device_id"] == str(acme_camera.pk) and "fps" in stats and "bitrate_bps" in stats
+    await device.disconnect()
+    await wall.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_outsider_cannot_open_another_organisations_wall_and_hears_nothing(sessions, acme, acme_camera, token):
+    wall = browser_socket(f"/ws/wall/{acme.pk}/", sessions["outsider"])
+    assert (await wall.connect())[0]
+    await expect_close(wall, Close.NOT_FOUND)
+    device, _ = await connect_device(token)
+    assert await wall.receive_nothing(timeout=0.3)
+    await device.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_the_outsiders_own_wall_hears_nothing_of_acme(sessions, globex, acme_camera, token):
+    wall = browser_socket(f"/ws/wall/{globex.pk}/", sessions["outsider"])
+    assert (await wall.connect())[0]
+    await receive_json_of_type(wall, "devices")
+    device, _ = await connect_device(token)
+    await device.send_to(bytes_data=jpeg_frame(1))
+    await receive_nothing_but_pings(wall, timeout=0.5)
+    await device.disconnect()
+    await wall.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_an_anonymous_wall_is_refused_with_4401(acme):
+    wall = browser_socket(f"/ws/wall/{acme.pk}/")
+    assert (await wall.connect())[0]
+    await expect_close(wall, Close.NOT_AUTHENTICATED)
+
+
+@pytest.mark.asyncio
+async def test_a_wall_from_a_foreign_origin_is_refused_with_4403(sessions, acme):
+    wall = browser_socket(f"/ws/wall/{acme.pk}/", sessions["owner"], origin=b"https://evil.example")
+    assert (await wall.connect())[0]
+    await expect_close(wall, Close.FORBIDDEN)
+
+
+# -- browser publisher -----------------------------------------------------------------------------
+
+
+async def publish(device, sessionid, **kwargs):
+    socket = browser_socket(f"/ws/publish/{device.pk}/", sessionid, **kwargs)
+    assert (await socket.connect())[0]
+    return socket
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("role", ["owner", "operator"])
+async def test_owners_and_operators_may_publish_from_the_browser_as_the_device(sessions, acme_camera, role):
+    socket = await publish(acme_camera, sessions[role])
+    await socket.send_json_to(HELLO)
+    welcome = await receive_json_of_type(socket, "welcome")
+    assert welcome["device_id"] == str(acme_camera.pk)
+    assert await broadcast.redis_client().exists(groups.presence_key(acme_camera.pk))
+    await socket.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("role, code", [("viewer", Close.FORBIDDEN), ("outsider", Close.NOT_FOUND)])
+async def test_viewers_and_outsiders_may_not_publish(sessions, acme_camera, role, code):
+    socket = await publish(acme_camera, sessions[role])
+    await expect_close(socket, code)
+
+
+@pytest.mark.asyncio
+async def test_an_anonymous_publisher_is_refused_with_4401(acme_camera):
+    await expect_close(await publish(acme_camera, None), Close.NOT_AUTHENTICATED)
+
+
+@pytest.mark.asyncio
+async def test_a_publisher_from_a_foreign_origin_is_refused_with_4403(sessions, acme_camera):
+    await expect_close(await publish(acme_camera, sessions["owner"], origin=b"http://evil.example"), Close.FORBIDDEN)
+
+
+# -- GET /api/devices/ --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["owner", "operator", "viewer"])
+def test_the_device_api_lists_the_organisations_devices(personas, acme_camera, globex_camera, role):
+    client = Client()
+    client.force_login(personas[role])
+    response = client.get("/api/devices/")
+    assert response.status_code == 200
+    assert response.json() == {"devices": [{"id": str(acme_camera.pk), "name": "Front door", "online": False,
+                                            "last_seen": None, "location": "Gate", "expected_media": "jpeg"}]}
+
+
+def test_the_device_api_shows_the_outsider_only_their_own(personas, acme, globex_camera):
+    client = Client()
+    client.force_login(personas["outsider"])
+    assert [d["id"] for d in client.get("/api/devices/").json()["devices"]] == [str(globex_camera.pk)]
+    assert client.get(f"/api/devices/?organisation={acme.pk}").status_code == 404
+    assert client.get("/api/devices/?organisation=bogus").status_code == 404
+
+
+def test_the_device_api_refuses_anonymous_users():
+    assert Client().get("/api/devices/").status_code == 401
+
+
+def test_a_restricted_member_sees_only_granted_devices(personas, acme, acme_camera):
+    from streams.models import Device
+
+    carol = personas["viewer"]
+    back = Device.objects.create(organisation=acme, name="Back yard")
+    membership = Membership.objects.get(user=carol, organisation=acme)
+    membership.restricted_to_grants = True
+    membership.save()
+    DeviceGrant.objects.create(membership=membership, device=back)
+    client = Client()
+    client.force_login(carol)
+    assert [d["name"] for d in client.get("/api/devices/").json()["devices"]] == ["Back yard"]
+
+
+@pytest.mark.asyncio
+async def test_the_device_api_reports_a_connected_device_online(personas, acme_camera, token):
+    from asgiref.sync import sync_to_async
+
+    device, _ = await connect_device(token)
+
+    def fetch():
+        client = Client()
+        client.force_login(personas["owner"])
+        return client.get("/api/devices/").json()["devices"][0]
+
+    listed = await sync_to_async(fetch)()
+    assert listed["online"] is True and listed["last_seen"]
+    await device.disconnect()
+
+
+def test_metrics_are_served_to_local_scrapers_and_not_to_strangers(client):
+    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    assert response.status_code == 200 and b"sightline_ingest_frames_total" in response.content
+    assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
