@@ -202,11 +202,23 @@ async function showDay(isoDate) {
   status(state.segments.length
     ? `${state.segments.length} segments, ${recorded < 120 ? `${Math.round(recorded)} s` : `${Math.round(recorded / 60)} min`} recorded${ready.length < state.segments.length ? `, ${state.segments.length - ready.length} still processing` : ''}. Click the timeline to play; shift-drag to select.`
     : 'No recordings on this day.');
+  fitZoom();
   if (!ready.length || !state.engine) return;
   if (ready[0].poster_url) video.poster = ready[0].poster_url;
   try { await loadPlaylist(); } catch (error) { status(error.message); }
   const first = fragments[0];
   if (first) timeline.setPlayhead(first.wallStart);
+}
+
+/** Zoom so the day's recordings fill the view: short recordings would be slivers at 24 h. */
+function fitZoom() {
+  if (!state.segments.length) { timeline.setZoom(0); return; }
+  const first = Date.parse(state.segments[0].start);
+  const last = state.segments.at(-1);
+  const end = last.end ? Date.parse(last.end) : Date.now();
+  let index = 0;
+  while (index + 1 < ZOOM_SPANS.length && ZOOM_SPANS[index + 1] * 1000 >= (end - first) * 1.5) index++;
+  timeline.setZoom(index, (first + end) / 2);
 }
 
 function shiftDay(days) {
@@ -339,7 +351,6 @@ state.zoomSpans = ZOOM_SPANS;
   state.engine = await loadEngine();
   if (!state.engine) status('This browser cannot play HLS recordings.');
   await showDay(config.date || isoDay(new Date()));
-  timeline.setZoom(0);
   // Today's timeline grows while the device records.
   setInterval(() => {
     if (currentDay && Date.now() < currentDay.end && Date.now() >= currentDay.start) fetchSegments().catch(() => {});
