@@ -16,7 +16,7 @@ from channels.layers import get_channel_layer
 from streams.groups import device_group
 
 RANGE_KEYS = {"brightness": (-100, 100), "contrast": (-100, 100), "fps": (1, 60)}
-RESOLUTION_RE = re.compile(r"^(\d{2,4})x(\d{2,4})$")
+RESOLUTION_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 MIN_SIDE, MAX_WIDTH, MAX_HEIGHT = 16, 7680, 4320
 # Generic settings: any key starting "x_" (e.g. "x_ir_mode": "auto"), so that a
 # typo in a known key is an error rather than a new setting.
