@@ -149,8 +149,8 @@ class DeviceAdmin(TenantScopedAdmin):
         if not change:
             clear, _ = obj.issue_token(label="created in the admin")
             request._sightline_issued = [(obj, clear)]
-        elif "enabled" in form.changed_data and not obj.enabled:
-            disconnect_after_commit([obj.pk], "device_disabled")
+        # Unticking "enabled" here saves the row, and streams/signals.py
+        # disconnects the device after commit.
 
     def response_add(self, request, obj, post_url_continue=None):
         issued = getattr(request, "_sightline_issued", None)
@@ -197,8 +197,9 @@ class DeviceAdmin(TenantScopedAdmin):
         devices = self._manageable(request, queryset)
         ids = list(devices.values_list("pk", flat=True))
         with transaction.atomic():
+            # update() sends no post_save, so notify here what streams/signals.py would.
             Device.objects.filter(pk__in=ids).update(enabled=False)
-            disconnect_after_commit(ids, "device_disabled")
+            disconnect_after_commit(ids, "disabled")
         self.message_user(request, f"Disabled {len(ids)} device(s).")
 
 

@@ -223,7 +223,7 @@ def test_disabling_devices_disconnects_them_after_commit(
         _action(as_alice, Device, "disable_devices", acme_camera.pk)
     acme_camera.refresh_from_db()
     assert not acme_camera.enabled
-    assert disconnects == [(acme_camera.pk, "device_disabled")]
+    assert disconnects == [(acme_camera.pk, "disabled")]
     _action(as_alice, Device, "enable_devices", acme_camera.pk)
     acme_camera.refresh_from_db()
     assert acme_camera.enabled
@@ -238,7 +238,7 @@ def test_unticking_enabled_on_the_device_page_disconnects_it(
         )
     assert response.status_code == 302, response.content.decode()[:2000]
     acme_camera.refresh_from_db()
-    assert not acme_camera.enabled and disconnects == [(acme_camera.pk, "device_disabled")]
+    assert not acme_camera.enabled and disconnects == [(acme_camera.pk, "disabled")]
 
 
 # -- roles --------------------------------------------------------------------------------------------
