@@ -93,3 +93,40 @@ def test_the_device_page_works_at_phone_width_and_by_keyboard(personas, acme_cam
     result = wait_for_state(page, "s.lastCommandResult")
     assert result["ok"] is True and result["applied"]["brightness"] == 5
     assert browser.console_errors == []
+
+
+def test_the_player_reconnects_after_a_dropped_connection_and_saves_snapshots(
+        personas, acme_camera, start_agent, portal, tmp_path):
+    start_agent(acme_camera, "--fps", "10", "--resolution", "320x180")
+    browser = portal()
+    page = browser.login("carol")
+    page.goto(f"/devices/{acme_camera.pk}/")
+    wait_for_state(page, "s.framesDrawn >= 2")
+    page.evaluate("window.sightline.dropConnection()")
+    wait_for_state(page, "s.connection === 'waiting' || s.connection === 'reconnecting' || s.reconnects > 0")
+    drawn = page.evaluate("window.sightline.framesDrawn")
+    wait_for_state(page, f"s.connected && s.reconnects >= 1 && s.framesDrawn > {drawn + 3}")
+    assert page.locator("#conn").inner_text() == "live"
+
+    with page.expect_download() as download:
+        page.click("#snapshot")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.suffix == ".jpg" and saved.read_bytes()[:2] == b"\xff\xd8"
+    assert browser.console_errors == []
+
+
+def test_live_h264_is_decoded_with_webcodecs(personas, acme_camera, start_agent, portal):
+    acme_camera.expected_media = "h264"
+    acme_camera.save(update_fields=["expected_media"])
+    start_agent(acme_camera, "--codec", "h264", "--fps", "10", "--resolution", "320x180")
+    browser = portal()
+    page = browser.login("carol")
+    page.goto(f"/devices/{acme_camera.pk}/")
+    wait_for_state(page, "s.framesDrawn >= 5")
+    assert page.evaluate("window.sightline.decoder") == "webcodecs"
+    first = page.evaluate(CANVAS_HASH, "#live")
+    drawn = page.evaluate("window.sightline.framesDrawn")
+    wait_for_state(page, f"s.framesDrawn >= {drawn + 5}")
+    assert page.evaluate(CANVAS_HASH, "#live") != first
+    assert browser.console_errors == []

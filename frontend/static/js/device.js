@@ -35,6 +35,7 @@ const player = new LivePlayer(canvas, {
   onDraw({ framesDrawn, latencyMs }) {
     state.framesDrawn = framesDrawn;
     state.latencyMs = latencyMs;
+    state.decoder = player.decoder;
     if (state.firstFrameMs === null) {
       state.firstFrameMs = performance.now();
       canvas.classList.add('has-frame');
@@ -183,6 +184,9 @@ function explain(error) {
   const known = { timeout: 'the device did not answer in time', device_offline: 'the device is offline', forbidden: 'your role may not control devices' };
   return known[error] || error || 'unknown error';
 }
+
+// For the tests: drop the connection as a network failure would, to exercise reconnecting.
+state.dropConnection = () => socket.ws?.close(4000, 'dropped by test');
 
 socket.start();
 window.addEventListener('pagehide', () => { socket.stop(); player.close(); });

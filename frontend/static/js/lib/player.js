@@ -18,6 +18,7 @@ export class LivePlayer {
     this.h264 = null;
     this.lastSeq = null;
     this.meter = new RateMeter();
+    this.decoder = null;       // 'createImageBitmap' | 'webcodecs' | 'unsupported', once a frame arrived
   }
 
   /** Feed one binary WebSocket message. */
@@ -26,7 +27,7 @@ export class LivePlayer {
     try { frame = this.reassembler.feed(parseFrame(buffer)); } catch { this.decodeErrors++; return; }
     if (!frame) return;
     this.meter.received(frame.payload.length);
-    if (frame.kind === KIND_JPEG) this.queueJpeg(frame);
+    if (frame.kind === KIND_JPEG) { this.decoder = 'createImageBitmap'; this.queueJpeg(frame); }
     else if (frame.kind === KIND_H264) this.decodeH264(frame);
     // audio and metadata are not played live
   }
@@ -59,6 +60,7 @@ export class LivePlayer {
   decodeH264(frame) {
     if (!this.h264) {
       if (!H264Decoder.supported()) {
+        this.decoder = 'unsupported';
         this.onUnsupported('This browser cannot decode live H.264 (no WebCodecs). Recordings still play.');
         this.h264 = { decode() {} };
         return;
@@ -67,6 +69,7 @@ export class LivePlayer {
         this.draw(videoFrame, videoFrame.displayWidth, videoFrame.displayHeight, videoFrame.timestamp);
         videoFrame.close();
       }, () => { this.decodeErrors++; });
+      this.decoder = 'webcodecs';
     }
     this.h264.decode(frame);
   }
