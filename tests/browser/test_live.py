@@ -131,3 +131,24 @@ def test_live_h264_is_decoded_with_webcodecs(personas, acme_camera, start_agent,
     wait_for_state(page, f"s.framesDrawn >= {drawn + 5}")
     assert page.evaluate(CANVAS_HASH, "#live") != first
     assert browser.console_errors == []
+
+
+def test_wall_tiles_follow_devices_coming_and_going(personas, acme, acme_camera, start_agent, portal):
+    from streams.models import Device
+
+    browser = portal()
+    page = browser.login("carol")
+    wait_for_state(page, f"s.wallConnected && s.tiles['{acme_camera.pk}'] && s.tiles['{acme_camera.pk}'].online === false")
+    agent = start_agent(acme_camera, "--fps", "5", "--resolution", "320x180")
+    wait_for_state(page, f"s.tiles['{acme_camera.pk}'].online === true && s.tiles['{acme_camera.pk}'].framesDrawn > 0")
+
+    # A device added after the page loaded appears when it first connects.
+    newcomer = Device.objects.create(organisation=acme, name="Side gate")
+    start_agent(newcomer, "--fps", "5", "--resolution", "320x180")
+    wait_for_state(page, f"s.tiles['{newcomer.pk}'] && s.tiles['{newcomer.pk}'].framesDrawn > 0")
+    assert page.locator(f'.tile[data-device-id="{newcomer.pk}"] .tile-name').inner_text() == "Side gate"
+
+    agent.stop()
+    wait_for_state(page, f"s.tiles['{acme_camera.pk}'].online === false")
+    assert page.locator(f'.tile[data-device-id="{acme_camera.pk}"]').get_attribute("data-online") == "false"
+    assert browser.console_errors == []
