@@ -106,8 +106,10 @@ class ViewerConsumer(SightlineSocket):
             "role": role,
             "can_control": can_control,
         }))
-        self.start_task(run_sender(self.outbox, self.base_send), "sender")
+        # Subscribe before the sender starts: the welcome (control goes first)
+        # then means "every frame from now on reaches you".
         await get_hub().add_viewer(device.pk, self.outbox)
+        self.start_task(run_sender(self.outbox, self.base_send), "sender")
 
     async def send_message(self, message: dict) -> None:
         if self.outbox is not None and not self.outbox.closed:

@@ -1,0 +1,181 @@
+"""Two real uvicorn processes sharing Redis and the test database: a device on A, a viewer on B.
+
+Frames (whole and chunked) arrive intact and in order across processes; a
+command from the viewer on B reaches the device on A and its ack comes back
+and is saved.
+"""
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import websockets
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.test import Client
+
+from streams import protocol
+from streams.models import Device
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"server on port {port} did not start")
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Start two uvicorn processes on the test database with a private channel prefix."""
+    database = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "SIGHTLINE_VAR_DIR": str(settings.VAR_DIR),
+        "CHANNEL_PREFIX": f"it-{uuid.uuid4().hex[:10]}",
+        "CACHE_PREFIX": f"it-{uuid.uuid4().hex[:10]}",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "LOG_FORMAT": "console",
+        "LOG_LEVEL": "WARNING",
+        "COMMAND_TIMEOUT_SECONDS": "5",
+    }
+    if database["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    processes, ports = [], []
+    try:
+        for name in ("a", "b"):
+            port = free_port()
+            log = open(tmp_path / f"uvicorn-{name}.log", "wb")
+            processes.append(subprocess.Popen(
+                [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                 "--lifespan", "off", "--no-access-log"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))
+            ports.append(port)
+        for port, process in zip(ports, processes):
+            wait_for_port(port, process)
+        yield ports
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        for name in ("a", "b"):
+            path = tmp_path / f"uvicorn-{name}.log"
+            if path.exists():
+                sys.stderr.write(f"--- uvicorn {name} ---\n{path.read_text(errors='replace')[-3000:]}\n")
+
+
+@pytest.fixture
+def setup_rows(personas, acme_camera):
+    token, _row = acme_camera.issue_token()
+    client = Client()
+    client.force_login(personas["owner"])
+    return {"token": token, "sessionid": client.cookies["sessionid"].value, "device": acme_camera}
+
+
+async def next_json(ws, kind: str, timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+        if isinstance(message, str):
+            data = json.loads(message)
+            if data["type"] == kind:
+                return data
+
+
+def payload_for(seq: int, size: int) -> bytes:
+    return (seq.to_bytes(4, "big") * (size // 4 + 1))[:size]
+
+
+@pytest.mark.asyncio
+async def test_frames_and_commands_cross_between_two_server_processes(servers, setup_rows):
+    port_a, port_b = servers
+    device_id = setup_rows["device"].pk
+    device = await websockets.connect(
+        f"ws://127.0.0.1:{port_a}/ws/device/",
+        additional_headers={"Authorization": f"Bearer {setup_rows['token']}"},
+        subprotocols=["sightline.v1"], max_size=None,
+    )
+    assert device.subprotocol == "sightline.v1"
+    await device.send(json.dumps({"type": "hello", "protocol": 1, "codecs": ["jpeg"], "resolution": "640x360",
+                                  "fps": 20, "audio": None, "agent": "integration"}))
+    welcome = await next_json(device, "welcome")
+    assert welcome["device_id"] == str(device_id)
+
+    viewer = await websockets.connect(
+        f"ws://127.0.0.1:{port_b}/ws/view/{device_id}/",
+        additional_headers={"Cookie": f"sessionid={setup_rows['sessionid']}"},
+        origin="http://localhost", max_size=None,
+    )
+    viewer_welcome = await next_json(viewer, "welcome")
+    assert viewer_welcome["role"] == "owner" and viewer_welcome["device"]["online"] is True
+
+    # Frames: alternate small whole frames and large chunked ones.
+    sizes = {seq: (200 if seq % 2 else 150_000) for seq in range(1, 21)}
+    received = []
+
+    async def read_frames():
+        while len(received) < len(sizes):
+            message = await viewer.recv()
+            if isinstance(message, bytes):
+                received.append(message)
+
+    reader = asyncio.create_task(read_frames())
+    for seq, size in sizes.items():
+        for chunk in protocol.encode_frame(protocol.KIND_JPEG, payload_for(seq, size), seq, seq * 1000, True,
+                                           max_message_bytes=64 * 1024):
+            await device.send(chunk)
+        await asyncio.sleep(0.03)  # ~30 fps: one viewer keeps up, so nothing is dropped
+    await asyncio.wait_for(reader, 20)
+    seqs = []
+    for message in received:
+        header = protocol.parse_header(message, 1 << 24)
+        assert header.chunk_count == 1 and header.timestamp_us == header.seq * 1000
+        assert message[protocol.HEADER_SIZE:] == payload_for(header.seq, sizes[header.seq])
+        seqs.append(header.seq)
+    assert seqs == list(range(1, 21))
+
+    # Command: viewer on B -> device on A -> ack -> viewer on B; saved on the row.
+    await viewer.send(json.dumps({"type": "command", "id": "it-1", "settings": {"brightness": 33, "fps": 15}}))
+    command = await next_json(device, "command")
+    assert command["settings"] == {"brightness": 33, "fps": 15}
+    await device.send(json.dumps({"type": "ack", "id": command["id"], "ok": True, "applied": command["settings"]}))
+    result = await next_json(viewer, "command_result")
+    assert result == {"type": "command_result", "id": "it-1", "ok": True, "applied": {"brightness": 33, "fps": 15}}
+    row = await sync_to_async(Device.objects.get)(pk=device_id)
+    assert (row.brightness, row.fps) == (33, 15)
+
+    await device.close()
+    offline = await next_json(viewer, "presence")
+    assert offline["online"] is False
+    await viewer.close()
