@@ -6,6 +6,7 @@ recordings storage and the local spool all answer; otherwise 503
 failing check's error. No login, no session: it is for machines.
 """
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -49,9 +50,16 @@ def _check_storage():
 
 
 def _check_spool():
-    # Segments are written here before they are archived; a full or read-only
-    # spool means this host must not take cameras.
-    _writable_directory(Path(settings.SPOOL_DIR))
+    # Segments are written here before they are archived: a read-only spool
+    # fails the check. Low free space only warns, since recording pauses by
+    # itself below the watermark and live view keeps working.
+    spool = Path(settings.SPOOL_DIR)
+    _writable_directory(spool)
+    free = shutil.disk_usage(spool).free
+    watermark = settings.SIGHTLINE["FREE_DISK_WATERMARK_BYTES"]
+    if free < watermark:
+        return {"free_bytes": free, "warning": f"below FREE_DISK_WATERMARK_BYTES ({watermark}): recording paused"}
+    return {"free_bytes": free}
 
 
 CHECKS = {"database": _check_database, "redis": _check_redis, "storage": _check_storage, "spool": _check_spool}
@@ -62,8 +70,8 @@ def run_checks() -> dict:
     for name, check in CHECKS.items():
         started = time.perf_counter()
         try:
-            check()
-            results[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1)}
+            details = check() or {}
+            results[name] = {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 1), **details}
         except Exception as exc:  # report, never raise: this page must always answer
             results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
     return results

@@ -60,3 +60,12 @@ def test_it_answers_503_naming_the_database_when_it_fails(client, monkeypatch):
 @pytest.mark.django_db
 def test_it_refuses_writes(client):
     assert client.post("/healthz").status_code == 405
+
+
+@pytest.mark.django_db
+def test_low_spool_space_is_reported_as_a_warning_not_a_failure(client, settings):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "FREE_DISK_WATERMARK_BYTES": 2**62}
+    response = client.get("/healthz")
+    spool = response.json()["checks"]["spool"]
+    assert response.status_code == 200 and spool["ok"] and "recording paused" in spool["warning"]
+    assert spool["free_bytes"] > 0

@@ -1,5 +1,6 @@
 """Settings come from the environment; a bad value stops the start with a message naming it."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,17 @@ def test_redis_urls_are_checked_and_redacted(monkeypatch):
     with pytest.raises(ImproperlyConfigured) as caught:
         env.redis_url("SL_REDIS", "redis://x")
     assert "SL_REDIS" in str(caught.value) and "secret" not in str(caught.value)
+
+
+def test_an_empty_value_means_the_default(monkeypatch):
+    monkeypatch.setenv("SL_TEXT", "")
+    assert env.env_str("SL_TEXT", "fallback") == "fallback"
+
+
+def test_every_variable_the_settings_read_is_documented():
+    source = (ROOT / "project/settings.py").read_text()
+    names = set(re.findall(r'(?:env_\w+|database_from_url|redis_url)\(\s*"([A-Z][A-Z0-9_]+)"', source))
+    assert {"SECRET_KEY", "DATABASE_URL", "REDIS_URL", "DEBUG"} <= names
+    readme, example = (ROOT / "README.md").read_text(), (ROOT / ".env.example").read_text()
+    assert not {name for name in names if f"`{name}`" not in readme}, "missing from README's configuration table"
+    assert not {name for name in names if not re.search(rf"^#? ?{name}=", example, re.M)}, "missing from .env.example"
