@@ -21,6 +21,7 @@ from streams import groups
 
 TOUCH_INTERVAL = 2.0
 DB_WRITE_INTERVAL = 30.0
+GENERATION_TTL = 7 * 24 * 3600
 
 # Refresh only if the key is ours (or expired: we are still alive); 0 = replaced.
 _TOUCH = """
@@ -58,7 +59,11 @@ class Presence:
         self._db_written_at = 0.0
 
     async def claim(self, now: float) -> int:
-        self.generation = int(await self.client.incr(self.key + ":gen"))
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.incr(self.key + ":gen")
+            # Only overlapping connections compare generations; a week is ample.
+            pipe.expire(self.key + ":gen", GENERATION_TTL)
+            self.generation = int((await pipe.execute())[0])
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.hset(self.key, mapping={"gen": self.generation, "since": now, "last_seen": now})
             pipe.expire(self.key, self.ttl)

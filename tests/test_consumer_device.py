@@ -342,3 +342,24 @@ async def test_a_persisted_segment_is_reported_to_the_device(token, acme_camera)
     persisted = await receive_json_of_type(device, "persisted")
     assert persisted == {**event, "type": "persisted"}
     await device.disconnect()
+
+
+async def test_device_stats_and_error_reports_are_accepted_without_closing(token):
+    device, _ = await connect_device(token)
+    await device.send_json_to({"type": "stats", "encoder_fps": 9.8, "temperature_c": 41})
+    await device.send_json_to({"type": "error", "message": "lens fogged"})
+    await device.send_json_to({"type": "ping", "id": 11, "ts": 0})
+    assert (await receive_json_of_type(device, "pong"))["id"] == 11
+    await device.disconnect()
+
+
+async def test_a_misbehaving_device_does_not_disturb_another_devices_stream(token, globex_camera):
+    other_token = await database_sync_to_async(lambda: globex_camera.issue_token()[0])()
+    good, _ = await connect_device(other_token)
+    bad, _ = await connect_device(token)
+    await bad.send_to(bytes_data=b"garbage that is not a header at all")
+    await expect_close(bad, Close.MALFORMED_HEADER)
+    await good.send_to(bytes_data=jpeg_frame(1))
+    await good.send_json_to({"type": "ping", "id": 5, "ts": 0})
+    assert (await receive_json_of_type(good, "pong"))["id"] == 5
+    await good.disconnect()

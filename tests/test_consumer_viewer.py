@@ -338,3 +338,29 @@ async def test_a_flood_of_viewer_messages_is_refused_with_4009(sessions, acme_ca
     for n in range(60):
         await viewer.send_to(text_data=json.dumps({"type": "pong", "id": n, "ts": 0}))
     await expect_close(viewer, Close.RATE_LIMITED)
+
+
+@pytest.fixture
+def fast_heartbeat(settings):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "HEARTBEAT_SECONDS": 0.2, "DEAD_AFTER_SECONDS": 0.6}
+
+
+async def test_a_viewer_that_never_answers_pings_is_closed_with_4011(fast_heartbeat, sessions, acme_camera):
+    viewer, _ = await watch(acme_camera, sessions["viewer"])
+    assert (await receive_json_of_type(viewer, "ping", timeout=2))["id"] == 1
+    await expect_close(viewer, Close.HEARTBEAT_TIMEOUT, timeout=3)
+
+
+async def test_repeated_anonymous_attempts_from_one_address_are_rate_limited_with_4429(
+    monkeypatch, sessions, acme_camera
+):
+    from streams import limits
+
+    monkeypatch.setattr(limits, "AUTH_FAILURES_ALLOWED", 2)
+    address = "198.51.100.23"
+    for _ in range(2):
+        await expect_close(await open_viewer(acme_camera, None, address=address), Close.NOT_AUTHENTICATED)
+    await expect_close(await open_viewer(acme_camera, sessions["owner"], address=address), Close.AUTH_RATE_LIMITED)
+    from streams import groups
+
+    await broadcast.redis_client().delete(groups.auth_failures_key(address))

@@ -230,3 +230,33 @@ def test_the_token_comes_from_the_authorization_header_or_the_token_subprotocol(
 def test_only_the_protocol_subprotocol_is_echoed_never_the_token():
     assert auth.chosen_subprotocol({"subprotocols": ["sightline.v1", "sightline.token.sl_y"]}) == "sightline.v1"
     assert auth.chosen_subprotocol({"subprotocols": ["sightline.token.sl_y"]}) is None
+
+
+def test_a_slow_viewer_loses_only_its_own_frames():
+    async def scenario():
+        fast_sent, slow_sent, gate = [], [], asyncio.Event()
+
+        async def fast_send(message):
+            fast_sent.append(message["bytes"])
+
+        async def slow_send(message):
+            await gate.wait()  # a socket whose buffer is full
+            slow_sent.append(message["bytes"])
+
+        feed, fast, slow = DeviceFeed("d"), Outbox(), Outbox()
+        feed.viewers.update({fast, slow})
+        tasks = [asyncio.create_task(run_sender(fast, fast_send)), asyncio.create_task(run_sender(slow, slow_send))]
+        frames = [encode_frame(KIND_JPEG, b"f%d" % n, n, n, True)[0] for n in range(10)]
+        for frame in frames:
+            feed.deliver(frame, 1.0)
+            await asyncio.sleep(0)
+        gate.set()
+        await asyncio.sleep(0.01)
+        for outbox in (fast, slow):
+            outbox.close()
+        await asyncio.gather(*tasks)
+        return frames, fast_sent, slow_sent, fast.drops, slow.drops
+
+    frames, fast_sent, slow_sent, fast_drops, slow_drops = asyncio.run(scenario())
+    assert fast_sent == frames and fast_drops == 0
+    assert slow_sent == [frames[0], frames[-1]] and slow_drops == 8  # the one in flight, then the latest
