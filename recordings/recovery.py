@@ -33,13 +33,20 @@ REQUEUE_CLOSED_AFTER_SECONDS = 300
 
 
 def pid_alive(pid: int) -> bool:
+    """True if a process with this pid runs. A zombie (killed, not yet reaped --
+    common in containers whose PID 1 reaps lazily) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 def process_gone(identity: str, host: str) -> bool:

@@ -1,0 +1,270 @@
+"""The recording pipeline with a real Celery worker process and a real Redis broker.
+
+Each test starts its own worker on a private queue (and private Redis
+prefixes), sharing this run's database file and var directory, and kills it
+in a finaliser.
+"""
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import av
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+
+from recordings import archive, constants, pipeline, recorder, synthetic
+from recordings.models import Segment, SegmentState
+from streams.groups import device_group
+from streams.protocol import KIND_JPEG
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+class Child:
+    """A subprocess in its own session, so it and its children are killed together."""
+
+    def __init__(self, args, env, log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.alive():
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.log.close()
+
+
+@pytest.fixture
+def stack(settings, tmp_path):
+    """Environment for child processes + a worker factory. Spool tasks go to a private queue."""
+    run = uuid.uuid4().hex[:10]
+    queue = f"test-rec-{run}"
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "SPOOL_QUEUE": queue}
+    db = settings.DATABASES["default"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "project.settings", "SECRET_KEY": settings.SECRET_KEY,
+        "SIGHTLINE_VAR_DIR": str(settings.VAR_DIR), "REDIS_URL": settings.REDIS_URL,
+        "CHANNEL_PREFIX": f"test-{run}", "CACHE_PREFIX": f"test-{run}", "CELERY_QUEUE": queue,
+        "SPOOL_QUEUE": queue, "LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1",
+    })
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{db.get('USER') or ''}@{db.get('HOST') or '127.0.0.1'}:"
+                               f"{db.get('PORT') or 5432}/{db['NAME']}")
+    children = []
+
+    def start_worker(**extra_env) -> Child:
+        child = Child([str(VENV_BIN / "celery"), "-A", "project", "worker", "-Q", queue, "--pool=prefork",
+                       "-c", "1", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat",
+                       "-n", f"rec-{uuid.uuid4().hex[:6]}@%h"],
+                      {**env, **extra_env}, tmp_path / f"worker-{len(children)}.log")
+        children.append(child)
+        wait_until(lambda: (child.alive() or pytest.fail(f"worker exited:\n{child.output()}"))
+                   and " ready." in child.output(), 60, "the Celery worker to be ready")
+        return child
+
+    def start_python(code: str, **extra_env) -> Child:
+        child = Child([sys.executable, "-c", code], {**env, **extra_env}, tmp_path / f"py-{len(children)}.log")
+        children.append(child)
+        return child
+
+    yield type("Stack", (), {"env": env, "queue": queue, "start_worker": staticmethod(start_worker),
+                             "start_python": staticmethod(start_python)})
+    for child in children:
+        child.kill()
+    from celery import current_app
+
+    with current_app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(queue)
+
+
+def decoded_frames(data: bytes) -> int:
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def stored_bytes(key: str) -> bytes:
+    with archive.recordings_storage().open(key, "rb") as f:
+        return f.read()
+
+
+def states(ids):
+    return dict(Segment.objects.filter(pk__in=ids).values_list("id", "state"))
+
+
+def test_recorded_segments_become_playable_mp4s_through_a_real_worker(stack, acme_camera):
+    from channels.layers import get_channel_layer
+
+    stack.start_worker()
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(device_group(acme_camera.id), channel)
+
+    rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=2)
+    rec.start()
+    t0 = int(time.time() * 1_000_000)
+    for i in range(60):  # 6 s of capture at 10 fps -> three 2-s segments
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, t0 + i * 100_000), time.time())
+    rec.close()
+    assert rec.join(20)
+
+    ids = list(Segment.objects.order_by("start").values_list("id", flat=True))
+    assert len(ids) == 3
+    wait_until(lambda: set(states(ids).values()) == {SegmentState.ARCHIVED}, 90, "all segments archived")
+    for segment in Segment.objects.filter(pk__in=ids).order_by("start"):
+        data = stored_bytes(segment.storage_key)
+        assert decoded_frames(data) == segment.frames == 20
+        assert archive.sha256_file(archive.recordings_storage().path(segment.storage_key)) == segment.checksum
+        assert stored_bytes(segment.poster_key)[:2] == b"\xff\xd8"
+        assert stored_bytes(segment.strip_key)[:2] == b"\xff\xd8"
+        assert not Path(segment.spool_path).exists()
+
+    persisted = [async_to_sync(layer.receive)(channel) for _ in ids]
+    assert [m["segment_id"] for m in persisted] == [str(i) for i in ids]
+    assert {(m["type"], m["frames"]) for m in persisted} == {("segment.persisted", 20)}
+    assert persisted[0]["first_seq"] == 0 and persisted[2]["last_seq"] == 59
+
+
+def noisy_segment(device, count=300):
+    """A segment that takes a few seconds to encode (noise does not compress)."""
+    from PIL import Image
+
+    images = []
+    for _ in range(20):
+        out = io.BytesIO()
+        Image.effect_noise((480, 360), 64).convert("RGB").save(out, "JPEG", quality=85)
+        images.append(out.getvalue())
+    t0 = int(time.time() * 1_000_000)
+    frames = [synthetic.frame(KIND_JPEG, images[i % 20], i, t0 + i * 66_666) for i in range(count)]
+    return synthetic.write_closed_segment(device, frames, queue=True)
+
+
+def wait_for_claim(segment_id) -> str:
+    return wait_until(lambda: Segment.objects.filter(pk=segment_id, state=SegmentState.TRANSCODING)
+                      .exclude(claimed_by="").values_list("claimed_by", flat=True).first(), 60,
+                      "a worker to claim the segment")
+
+
+def assert_finished_exactly_once(segment_id, killed_claim):
+    wait_until(lambda: states([segment_id]).get(segment_id) == SegmentState.ARCHIVED, 90,
+               "the redelivered chain to archive the segment")
+    done = Segment.objects.get(pk=segment_id)
+    assert done.claimed_by != killed_claim  # re-claimed after the kill
+    assert decoded_frames(stored_bytes(done.storage_key)) == 300 == done.frames
+    _, files = archive.recordings_storage().listdir(os.path.dirname(done.storage_key))
+    assert sorted(files) == [f"{done.id}.mp4", f"{done.id}.poster.jpg", f"{done.id}.strip.jpg"]
+    spool_dir = Path(done.spool_path).parent
+    assert not [p for p in spool_dir.iterdir() if p.name.startswith(str(done.id))], "spool and temp files gone"
+
+
+def test_a_pool_process_killed_mid_transcode_is_redelivered_and_finishes_exactly_once(stack, acme_camera):
+    worker = stack.start_worker()
+    segment = noisy_segment(acme_camera)
+    claimed = wait_for_claim(segment.id)
+    os.kill(int(claimed.split(":")[1]), signal.SIGKILL)  # the process running the task, mid-encode
+    killed = Segment.objects.get(pk=segment.id)
+    assert killed.state == SegmentState.TRANSCODING and killed.init_bytes == 0, "killed before it finished"
+    # reject_on_worker_lost: the worker requeues the task and its new pool process runs it again.
+    assert_finished_exactly_once(segment.id, claimed)
+    assert "WorkerLostError" in worker.output()
+
+
+def test_a_whole_worker_killed_mid_transcode_finishes_exactly_once_after_restart(stack, acme_camera):
+    from celery import current_app
+
+    first = stack.start_worker()
+    segment = noisy_segment(acme_camera)
+    claimed = wait_for_claim(segment.id)
+    first.kill(signal.SIGKILL)  # parent and pool process: nobody is left to requeue the task
+    assert Segment.objects.get(pk=segment.id).init_bytes == 0, "killed before it finished"
+    # Redis hands an unacknowledged task out again once visibility_timeout has passed; kombu
+    # sweeps for those every ~100 s. Do that sweep now, as if the timeout had run out.
+    with current_app.connection_for_write() as conn:
+        qos = conn.default_channel.qos
+        conn.default_channel.visibility_timeout = 0
+        qos.restore_visible(num=100, interval=1)
+    stack.start_worker()
+    assert_finished_exactly_once(segment.id, claimed)
+
+
+INGEST = """
+import os, sys, time, django
+django.setup()
+from streams.models import Device
+from recordings import recorder, synthetic
+device = Device.objects.get(pk=sys.argv[1] if len(sys.argv) > 1 else os.environ["DEVICE_ID"])
+rec = recorder.DeviceRecorder(device.id, device.organisation_id, segment_seconds=30)
+rec.start()
+jpeg = synthetic.jpeg_frame(1)
+seq = 0
+while True:
+    now = time.time()
+    rec.submit(synthetic.frame(1, jpeg, seq, int(now * 1_000_000)), now)
+    print(f"sent {seq} {now:.3f}", flush=True)
+    seq += 1
+    time.sleep(0.1)
+"""
+
+
+def test_an_ingest_killed_mid_segment_is_recovered_within_the_crash_window(stack, acme_camera):
+    ingest = stack.start_python(INGEST, DEVICE_ID=str(acme_camera.id))
+    wait_until(lambda: "sent 30 " in ingest.output(), 30, "the ingest to send 3 s of frames")
+    wait_until(lambda: Segment.objects.filter(device=acme_camera, state=SegmentState.RECORDING).exists(), 10,
+               "the segment row")
+    ingest.kill(signal.SIGKILL)
+    killed_at = time.time()
+    sent = {int(line.split()[1]): float(line.split()[2])
+            for line in ingest.output().splitlines() if line.startswith("sent ")}
+
+    # The restarted ingest host runs spool recovery (first recorder, beat task, or this command).
+    subprocess.run([sys.executable, "manage.py", "recover_spool"], cwd=ROOT, env=stack.env, check=True,
+                   timeout=60, capture_output=True)
+    segment = Segment.objects.get(device=acme_camera)
+    assert segment.state == SegmentState.CLOSED
+    assert segment.first_seq == 0 and segment.frames == segment.last_seq + 1
+    # Lost: at most what arrived after the last fsync -- one part plus one writer poll.
+    window = constants.PART_SECONDS + constants.WRITER_POLL_SECONDS + 0.25
+    lost = [seq for seq, at in sent.items() if seq > segment.last_seq]
+    assert all(sent[seq] >= killed_at - window - 0.5 for seq in lost), (lost, killed_at)
+    assert len(lost) <= (window + 0.5) * 10 + 2
+
+    stack.start_worker()
+    wait_until(lambda: states([segment.id]).get(segment.id) == SegmentState.ARCHIVED, 60, "recovered segment archived")
+    segment.refresh_from_db()
+    assert decoded_frames(stored_bytes(segment.storage_key)) == segment.frames
