@@ -40,7 +40,7 @@ def token(acme_camera):
 
 @pytest.fixture
 def fast_heartbeat(settings):
-    settings.SIGHTLINE = {**settings.SIGHTLINE, "HEARTBEAT_SECONDS": 0.2, "DEAD_AFTER_SECONDS": 0.6}
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "HEARTBEAT_SECONDS": 0.25, "DEAD_AFTER_SECONDS": 1.2}
 
 
 async def refused(communicator, code):
@@ -189,7 +189,7 @@ async def test_text_in_the_middle_of_a_chunked_frame_is_refused_with_4007(token)
 async def test_frames_above_max_fps_are_refused_with_4009(settings, token):
     settings.SIGHTLINE = {**settings.SIGHTLINE, "MAX_FPS": 2}
     device, _ = await connect_device(token)
-    for seq in range(int(2 * limits.BURST_SECONDS) + 2):  # the bucket holds BURST_SECONDS of frames
+    for seq in range(int(2 * limits.BURST_SECONDS) + 8):  # the bucket holds BURST_SECONDS of frames
         await device.send_to(bytes_data=jpeg_frame(seq))
     await expect_close(device, Close.RATE_LIMITED)
 
@@ -197,7 +197,7 @@ async def test_frames_above_max_fps_are_refused_with_4009(settings, token):
 async def test_bytes_above_max_bytes_per_second_are_refused_with_4009(settings, token):
     settings.SIGHTLINE = {**settings.SIGHTLINE, "MAX_BYTES_PER_SECOND": 4096}
     device, _ = await connect_device(token)
-    for seq in range(10):  # 10 x 1 KB > 2 s x 4 KB/s
+    for seq in range(20):  # 20 x 1 KB > 2 s x 4 KB/s, with room for a slow machine
         await device.send_to(bytes_data=jpeg_frame(seq, b"b" * 1000))
     await expect_close(device, Close.RATE_LIMITED)
 
@@ -207,7 +207,7 @@ async def test_bytes_above_max_bytes_per_second_are_refused_with_4009(settings, 
 
 async def test_the_server_pings_and_closes_a_silent_device_with_4011(fast_heartbeat, token):
     device, welcome = await connect_device(token)
-    assert welcome["limits"]["heartbeat_seconds"] == 0.2
+    assert welcome["limits"]["heartbeat_seconds"] == 0.25
     ping = await receive_json_of_type(device, "ping", timeout=2)
     assert ping["id"] == 1 and ping["ts"] > 0
     await expect_close(device, Close.HEARTBEAT_TIMEOUT, timeout=3)
@@ -215,7 +215,7 @@ async def test_the_server_pings_and_closes_a_silent_device_with_4011(fast_heartb
 
 async def test_a_device_that_answers_pings_stays_connected(fast_heartbeat, token):
     device, _ = await connect_device(token)
-    deadline = time.monotonic() + 1.5  # well beyond dead_after_seconds
+    deadline = time.monotonic() + 2.5  # well beyond dead_after_seconds
     while time.monotonic() < deadline:
         ping = await receive_json_of_type(device, "ping", timeout=2)
         await device.send_json_to({"type": "pong", "id": ping["id"], "ts": ping["ts"]})

@@ -342,7 +342,7 @@ async def test_a_flood_of_viewer_messages_is_refused_with_4009(sessions, acme_ca
 
 @pytest.fixture
 def fast_heartbeat(settings):
-    settings.SIGHTLINE = {**settings.SIGHTLINE, "HEARTBEAT_SECONDS": 0.2, "DEAD_AFTER_SECONDS": 0.6}
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "HEARTBEAT_SECONDS": 0.25, "DEAD_AFTER_SECONDS": 1.2}
 
 
 async def test_a_viewer_that_never_answers_pings_is_closed_with_4011(fast_heartbeat, sessions, acme_camera):
