@@ -64,6 +64,13 @@ def claim_for_transcode(segment_id) -> str | None:
     return token if won else None
 
 
+def claim_is_abandoned(segment: Segment, now: datetime) -> bool:
+    """A transcoding claim whose holder is certainly dead or whose lease ran out."""
+    if segment.claimed_at is None or segment.claimed_at < now - _lease():
+        return True
+    return process_gone(segment.claimed_by, constants.host_name())
+
+
 class AlreadyClaimed(Exception):
     """Another live worker holds the segment; this copy of the chain stops."""
 

@@ -150,12 +150,31 @@ def recover_spool(now: datetime | None = None) -> dict:
             if str(path) not in known and _old_enough(path, now):
                 outcome = adopt_orphan_file(path)
                 report[outcome] = report.get(outcome, 0) + 1
-    stale = now - timedelta(seconds=REQUEUE_CLOSED_AFTER_SECONDS)
-    for segment_id in Segment.objects.filter(state=SegmentState.CLOSED, spool_host=host,
-                                             updated_at__lt=stale).values_list("id", flat=True):
-        lifecycle.queue_processing(segment_id)
-        report["requeued"] += 1
+    report["requeued"] = requeue_stalled(host, now)
     return report
+
+
+def requeue_stalled(host: str, now: datetime) -> int:
+    """Queue again what stopped moving: a lost broker message, or retries that
+    gave up while storage or the database was down. The tasks are idempotent."""
+    from django.db.models import Q
+
+    from recordings.pipeline import claim_is_abandoned
+    from recordings.tasks import archive_task
+
+    stale = now - timedelta(seconds=REQUEUE_CLOSED_AFTER_SECONDS)
+    requeued = 0
+    rows = Segment.objects.filter(Q(state=SegmentState.CLOSED) | Q(state=SegmentState.TRANSCODING)
+                                  | Q(state=SegmentState.READY), spool_host=host, updated_at__lt=stale)
+    for segment in rows.only("id", "state", "claimed_by", "claimed_at"):
+        if segment.state == SegmentState.READY:
+            archive_task.apply_async(args=[str(segment.id)], queue=constants.spool_queue())
+        elif segment.state == SegmentState.CLOSED or claim_is_abandoned(segment, now):
+            lifecycle.queue_processing(segment.id)
+        else:
+            continue
+        requeued += 1
+    return requeued
 
 
 def _old_enough(path: Path, now: datetime) -> bool:

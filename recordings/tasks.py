@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 
 # Transient: storage or database briefly unreachable. Anything else is a bug or
 # bad input and fails the segment with its reason (SegmentTask.on_failure).
-TRANSIENT = (OSError, DatabaseError)
+try:  # S3 via django-storages: connection errors and 5xx/throttling replies are botocore errors
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    _STORAGE_ERRORS: tuple = (BotoCoreError, ClientError)
+except ImportError:  # pragma: no cover - boto3 is in requirements.txt
+    _STORAGE_ERRORS = ()
+TRANSIENT = (OSError, DatabaseError, *_STORAGE_ERRORS)
 COMMON = dict(
     acks_late=True,
     reject_on_worker_lost=True,
@@ -40,6 +46,11 @@ def _fail_segment(task, exc, args):
 
 
 def _on_failure(self, exc, task_id, args, kwargs, einfo):
+    if isinstance(exc, TRANSIENT):
+        # Storage or database still down after every retry: leave the state as
+        # it is (nothing persisted is lost); recovery_task requeues it later.
+        log.error("%s for segment %s gave up for now: %s", self.name, args[0] if args else "?", exc)
+        return
     _fail_segment(self, exc, args)
 
 

@@ -152,3 +152,24 @@ def test_recovery_adopts_a_spool_file_that_has_no_row(acme_camera, queued, recov
     assert report["adopted"] == 1 and queued == [str(segment.id)]
     adopted = Segment.objects.get(pk=segment.id)
     assert adopted.state == SegmentState.CLOSED and adopted.frames == 4 and adopted.device_id == acme_camera.id
+
+
+@pytest.mark.django_db
+def test_recovery_requeues_segments_that_stopped_moving(acme_camera, queued, recover, monkeypatch):
+    from recordings.tasks import archive_task
+
+    archived_later = []
+    monkeypatch.setattr(archive_task, "apply_async", lambda args, queue: archived_later.append(args[0]))
+    stuck_closed = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(3, T0))
+    stuck_ready = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(3, T0 + 1_000_000))
+    busy = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(3, T0 + 2_000_000))
+    fresh = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(3, T0 + 3_000_000))
+    long_ago = datetime.now(timezone.utc) - timedelta(hours=1)
+    Segment.objects.filter(pk=stuck_closed.pk).update(updated_at=long_ago)
+    Segment.objects.filter(pk=stuck_ready.pk).update(state=SegmentState.READY, updated_at=long_ago)
+    Segment.objects.filter(pk=busy.pk).update(state=SegmentState.TRANSCODING, updated_at=long_ago,
+                                              claimed_at=datetime.now(timezone.utc),
+                                              claimed_by=pipeline.worker_identity())
+    assert recover()["requeued"] == 2
+    assert queued == [str(stuck_closed.id)] and archived_later == [str(stuck_ready.id)]
+    assert str(fresh.id) not in queued and str(busy.id) not in queued
