@@ -40,7 +40,8 @@ def wall(request):
     config = {
         "organisationId": str(org.id) if org else None,
         "devices": [_device_card(d) for d in devices],
-        "devicesUrl": "/api/devices/",
+        # Named explicitly: another tab may switch the session's organisation meanwhile.
+        "devicesUrl": f"/api/devices/?organisation={org.id}" if org else None,
         "deviceUrlTemplate": reverse("frontend:device", args=["00000000-0000-0000-0000-000000000000"]),
     }
     return render(request, "frontend/wall.html", {

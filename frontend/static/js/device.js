@@ -181,7 +181,11 @@ function describe(settings) {
 }
 
 function explain(error) {
-  const known = { timeout: 'the device did not answer in time', device_offline: 'the device is offline', forbidden: 'your role may not control devices' };
+  const known = {
+    timeout: 'the device did not answer in time', device_offline: 'the device is offline',
+    forbidden: 'your role may not control devices', busy: 'too many commands waiting; try again',
+  };
+  if (typeof error === 'string' && error.startsWith('device: ')) return `the device refused: ${error.slice(8)}`;
   return known[error] || error || 'unknown error';
 }
 
