@@ -68,6 +68,7 @@ def test_the_wall_shows_a_tile_per_device_of_the_current_organisation(login, per
         config = page_config(response)
         assert [d["id"] for d in config["devices"]] == [str(acme_camera.pk)]
         assert config["organisationId"] == str(acme_camera.organisation_id)
+        assert config["devicesUrl"] == f"/api/devices/?organisation={acme_camera.organisation_id}"
 
 
 def test_the_outsiders_wall_shows_only_their_own_devices(login, personas, acme_camera, globex_camera):
