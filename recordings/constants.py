@@ -72,6 +72,19 @@ def free_disk_watermark_bytes() -> int:
     return int(settings.SIGHTLINE.get("FREE_DISK_WATERMARK_BYTES", 0))
 
 
+def spool_pause_bytes() -> int:
+    """Below this much free spool disk the recorder pauses (live goes on).
+
+    Half the retention watermark: retention keeps free space at the watermark,
+    so recording pauses only when retention cannot keep up (everything held,
+    or an archive backlog while storage is unreachable).
+    """
+    return free_disk_watermark_bytes() // 2
+
+
+DISK_CHECK_SECONDS = 5.0  # the recorder re-reads free disk space at most this often
+
+
 def spool_root() -> Path:
     return Path(settings.SPOOL_DIR)
 

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import logging
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -178,6 +179,21 @@ class DeviceRecorder:
             log.warning("could not send segment.persisted for %s", message.get("segment_id"), exc_info=True)
 
 
+_disk_checked = [0.0, 1 << 62]  # when, free bytes (shared by the writers of this process)
+
+
+def _free_spool_bytes() -> int:
+    now = time.monotonic()
+    if now - _disk_checked[0] >= constants.DISK_CHECK_SECONDS:
+        try:
+            root = constants.spool_root()
+            root.mkdir(parents=True, exist_ok=True)
+            _disk_checked[:] = [now, shutil.disk_usage(root).free]
+        except OSError:
+            _disk_checked[:] = [now, 0]
+    return _disk_checked[1]
+
+
 def _log_send_failure(future) -> None:
     if future.exception() is not None:
         log.warning("segment.persisted group_send failed: %s", future.exception())
@@ -266,6 +282,10 @@ class SpoolWriter:
 
     def _start_segment(self, frame: Frame) -> bool:
         if time.monotonic() < self.degraded_until:
+            return False
+        free = _free_spool_bytes()
+        if free < constants.spool_pause_bytes():
+            self._enter_degraded(f"spool disk nearly full ({free} bytes free): recording paused")
             return False
         from django.utils import timezone as djtz
 

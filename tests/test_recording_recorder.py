@@ -147,3 +147,15 @@ def test_disk_errors_degrade_recording_and_keep_what_was_durable(acme_camera, qu
 def test_open_recorder_returns_none_when_the_policy_is_off(acme_camera):
     acme_camera.recording_policy = "off"
     assert recorder.open_recorder(acme_camera, {"type": "hello"}) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_recording_pauses_when_the_spool_disk_is_nearly_full_and_live_is_untouched(
+        acme_camera, queued, persisted, monkeypatch):
+    monkeypatch.setattr(recorder, "_free_spool_bytes", lambda: 1000)
+    rec = make_recorder(acme_camera)
+    feed_jpeg(rec, 5)
+    rec.close()
+    assert rec.join(10)
+    assert rec.status["state"] == "degraded" and "nearly full" in rec.status["reason"]
+    assert rec.dropped_frames == 5 and not Segment.objects.exists()
