@@ -21,6 +21,7 @@ SPOOL_SUFFIX = ".spool"
 MP4_SUFFIX = ".mp4"
 POSTER_SUFFIX = ".poster.jpg"
 STRIP_SUFFIX = ".strip.jpg"
+MAX_CLOCK_SKEW_SECONDS = 300  # a camera clock further off than this is replaced by receive time for wall times
 DEGRADED_RETRY_SECONDS = 10.0  # after a disk error, try the spool again this often
 
 # -- transcode ------------------------------------------------------------------

@@ -20,6 +20,20 @@ def utc_from_us(timestamp_us: int) -> datetime:
     return datetime.fromtimestamp(timestamp_us / 1_000_000, tz=timezone.utc)
 
 
+def clock_offset_us(capture_us: int, received_at: float) -> int:
+    """What to add to capture times to get wall-clock times for the database.
+
+    0 when the camera's clock is sane. A clock more than MAX_CLOCK_SKEW_SECONDS
+    off (no NTP, a reset to 1970) would put the segment in the wrong day -- and
+    retention would delete it at once -- so its times are shifted onto the
+    server's receive clock. The MP4 keeps the camera's spacing either way.
+    """
+    from recordings.constants import MAX_CLOCK_SKEW_SECONDS
+
+    offset = int(received_at * 1_000_000) - capture_us
+    return offset if abs(offset) > MAX_CLOCK_SKEW_SECONDS * 1_000_000 else 0
+
+
 def create_segment(*, segment_id, device_id, start: datetime, codec: str, has_audio: bool,
                    spool_path: str, spool_host: str, writer: str) -> None:
     Segment.objects.create(

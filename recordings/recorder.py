@@ -209,6 +209,7 @@ class SpoolWriter:
         self.path = None
         self.open: OpenSegment | None = None
         self.degraded_until = 0.0
+        self.clock_offset_us = 0
         self._reset_counters()
 
     def _reset_counters(self):
@@ -238,7 +239,7 @@ class SpoolWriter:
                 chunks = []
                 self.finish_segment()
             if self.open is None:
-                if not is_video or not self._start_segment(frame):
+                if not is_video or not self._start_segment(frame, received_at):
                     self.r.dropped_frames += is_video
                     continue
             chunks.append(spool.encode_record(frame, received_at))
@@ -280,7 +281,7 @@ class SpoolWriter:
         self.synced = (self.frames, self.last_seq, self.last_ts, self.has_audio, self.file.tell())
         return True
 
-    def _start_segment(self, frame: Frame) -> bool:
+    def _start_segment(self, frame: Frame, received_at: float) -> bool:
         if time.monotonic() < self.degraded_until:
             return False
         free = _free_spool_bytes()
@@ -291,11 +292,13 @@ class SpoolWriter:
 
         self._reset_counters()
         self.segment_id = uuid.uuid4()
-        start = lifecycle.utc_from_us(frame.header.timestamp_us)
+        self.clock_offset_us = lifecycle.clock_offset_us(frame.header.timestamp_us, received_at)
+        start = lifecycle.utc_from_us(frame.header.timestamp_us + self.clock_offset_us)
         codec = KIND_NAMES[frame.header.kind]
         self.path = constants.spool_path_for(self.r.organisation_id, self.r.device_id, start, self.segment_id)
         meta = {"segment_id": str(self.segment_id), "device_id": str(self.r.device_id),
                 "organisation_id": str(self.r.organisation_id), "codec": codec, "audio": self.r.audio,
+                "clock_offset_us": self.clock_offset_us,
                 "created": djtz.now().isoformat()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,7 +334,7 @@ class SpoolWriter:
             except Exception:
                 log.warning("could not discard empty segment %s", segment_id, exc_info=True)
             return
-        end = lifecycle.utc_from_us(last_ts + interval)
+        end = lifecycle.utc_from_us(last_ts + interval + self.clock_offset_us)
         try:
             segment = lifecycle.close_segment(
                 segment_id, end=end, frames=frames, first_seq=self.first_seq, last_seq=last_seq,

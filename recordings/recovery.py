@@ -78,9 +78,11 @@ def summarise(contents: spool.SpoolContents) -> dict:
     if not video:
         return {"frames": 0}
     first, last = video[0].header, video[-1].header
+    offset = int(contents.meta.get("clock_offset_us") or 0)
     interval = (last.timestamp_us - first.timestamp_us) // (len(video) - 1) if len(video) > 1 else 100_000
     return {"frames": len(video), "first_seq": first.seq, "last_seq": last.seq, "has_audio": audio,
-            "end": lifecycle.utc_from_us(last.timestamp_us + max(interval, 1))}
+            "start": lifecycle.utc_from_us(first.timestamp_us + offset),
+            "end": lifecycle.utc_from_us(last.timestamp_us + max(interval, 1) + offset)}
 
 
 def close_abandoned(segment: Segment) -> str:
@@ -121,7 +123,7 @@ def adopt_orphan_file(path: Path) -> str:
     if not info["frames"]:
         path.unlink(missing_ok=True)
         return "empty"
-    start = lifecycle.utc_from_us(next(r.header.timestamp_us for r in contents.records if r.header.kind in (1, 2)))
+    start = info["start"]
     with transaction.atomic():
         if Segment.objects.filter(pk=segment_id).exists():
             return "skipped"

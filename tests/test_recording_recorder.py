@@ -57,12 +57,15 @@ def test_it_cuts_jpeg_frames_into_segments_of_the_configured_length(acme_camera,
 
 @pytest.mark.django_db(transaction=True)
 def test_spool_paths_are_utc_dated_per_organisation_and_device(acme_camera, queued, persisted):
+    from datetime import datetime, timezone
+
     rec = make_recorder(acme_camera)
-    feed_jpeg(rec, 3)
+    now = time.time()
+    feed_jpeg(rec, 3, t0=int(now * 1_000_000))
     rec.close()
     assert rec.join(10)
     segment = Segment.objects.get()
-    expected = f"{acme_camera.organisation_id}/{acme_camera.id}/2025-11-21/"
+    expected = f"{acme_camera.organisation_id}/{acme_camera.id}/{datetime.fromtimestamp(now, timezone.utc):%Y-%m-%d/%H}/"
     assert expected in segment.spool_path and segment.spool_path.endswith(f"{segment.id}.spool")
     contents = spool.read_spool(segment.spool_path)
     assert len(contents.records) == 3 and contents.torn_bytes == 0
@@ -159,3 +162,15 @@ def test_recording_pauses_when_the_spool_disk_is_nearly_full_and_live_is_untouch
     assert rec.join(10)
     assert rec.status["state"] == "degraded" and "nearly full" in rec.status["reason"]
     assert rec.dropped_frames == 5 and not Segment.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_camera_clock_far_off_is_placed_on_the_receive_clock(acme_camera, queued, persisted):
+    rec = make_recorder(acme_camera)
+    before = time.time()
+    feed_jpeg(rec, 10, t0=1_000_000)  # a camera that believes it is 1970
+    rec.close()
+    assert rec.join(10)
+    segment = Segment.objects.get()
+    assert segment.start.timestamp() >= before - 1 and segment.duration == pytest.approx(1.0)
+    assert "/1970-01-01/" not in segment.spool_path
