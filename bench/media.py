@@ -47,7 +47,7 @@ def _scene(width: int, height: int, t: float, noise_sigma: float, seed_frame: in
     draw.text((20, 20), f"sightline bench frame {seed_frame:05d}  t={t:7.3f}s", fill=(255, 255, 0))
     if noise_sigma > 0:
         noise = Image.effect_noise((width, height), noise_sigma).convert("RGB")
-        image = Image.blend(image, noise, 0.12)
+        image = Image.blend(image, noise, 0.08)
     return image
 
 
@@ -99,7 +99,7 @@ def exact_size_jpeg(size: int, width: int = 1280, height: int = 720) -> Path:
 
 def camera_frames(count: int = 900, fps: int = 15, width: int = 1280, height: int = 720, quality: int = 85) -> Path:
     """Directory of `count` JPEGs frame_00000.jpg.. (cached; regenerated if incomplete)."""
-    key = hashlib.sha256(f"v1-{count}-{fps}-{width}-{height}-{quality}".encode()).hexdigest()[:10]
+    key = hashlib.sha256(f"v2-{count}-{fps}-{width}-{height}-{quality}".encode()).hexdigest()[:10]
     directory = CACHE_ROOT / f"frames-{width}x{height}-{fps}fps-{count}-{key}"
     done = directory / ".complete"
     if done.exists():
