@@ -15,6 +15,7 @@ fed by the consumer and never wait on any of this.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import logging
 import os
@@ -22,6 +23,7 @@ import shutil
 import threading
 import time
 import uuid
+import weakref
 from typing import Optional
 
 from recordings import constants, lifecycle, recovery, spool
@@ -34,6 +36,22 @@ RUN_ID = uuid.uuid4().hex[:12]  # this process's run; part of the writer identit
 _VIDEO_KINDS = (KIND_JPEG, KIND_H264)
 _recovery_started = threading.Lock()
 _recovery_done = False
+
+
+_live_recorders: "weakref.WeakSet[DeviceRecorder]" = weakref.WeakSet()
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+@atexit.register
+def _close_recorders_at_exit() -> None:
+    """On a clean shutdown (SIGTERM -> exit), give writers a moment to close their
+    segments durably instead of leaving them to recovery."""
+    recorders = list(_live_recorders)
+    for rec in recorders:
+        rec.close()
+    deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+    for rec in recorders:
+        rec.join(max(0.0, deadline - time.monotonic()))
 
 
 def writer_identity() -> str:
@@ -88,6 +106,7 @@ class DeviceRecorder:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
+        _live_recorders.add(self)
         self._thread.start()
 
     def submit(self, frame: Frame, received_at: float) -> None:
@@ -179,6 +198,21 @@ class DeviceRecorder:
             log.warning("could not send segment.persisted for %s", message.get("segment_id"), exc_info=True)
 
 
+_IOV_MAX = 512  # buffers per writev() call (Linux allows 1024)
+
+
+def _writev_all(fd: int, chunks: list) -> None:
+    """Write every chunk, in order, with as few syscalls as possible; raises OSError."""
+    for start in range(0, len(chunks), _IOV_MAX):
+        group = chunks[start:start + _IOV_MAX]
+        total = sum(len(c) for c in group)
+        written = os.writev(fd, group)
+        if written < total:  # short write (disk filling up): finish it or raise ENOSPC
+            rest = memoryview(b"".join(group))[written:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+
+
 _disk_checked = [0.0, 1 << 62]  # when, free bytes (shared by the writers of this process)
 
 
@@ -242,7 +276,7 @@ class SpoolWriter:
                 if not is_video or not self._start_segment(frame, received_at):
                     self.r.dropped_frames += is_video
                     continue
-            chunks.append(spool.encode_record(frame, received_at))
+            chunks.extend(spool.encode_record_parts(frame, received_at))
             if is_video:
                 self.frames += 1
                 if self.first_seq is None:
@@ -258,7 +292,7 @@ class SpoolWriter:
         if not chunks or self.file is None:
             return
         try:
-            self.file.write(b"".join(chunks))
+            _writev_all(self.file.fileno(), chunks)
         except OSError as exc:
             self._abandon(f"spool write failed: {exc.strerror or exc}")
 
@@ -302,8 +336,10 @@ class SpoolWriter:
                 "created": djtz.now().isoformat()}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(self.path, "xb", buffering=1024 * 1024)
-            self.file.write(spool.encode_file_header(meta))
+            # Unbuffered: each batch is one writev() straight from the frames'
+            # bytes, and after a failed write nothing lingers in a buffer.
+            self.file = open(self.path, "xb", buffering=0)
+            _writev_all(self.file.fileno(), [spool.encode_file_header(meta)])
             lifecycle.create_segment(segment_id=self.segment_id, device_id=self.r.device_id, start=start,
                                      codec=codec, has_audio=False, spool_path=str(self.path),
                                      spool_host=constants.host_name(), writer=writer_identity())
@@ -355,7 +391,7 @@ class SpoolWriter:
         """Disk error mid-segment: keep what was fsynced, close it, go degraded."""
         frames, last_seq, last_ts, has_audio, size = self.synced
         try:
-            self.file.truncate(size)
+            os.ftruncate(self.file.fileno(), size)
         except (OSError, ValueError):
             pass
         self._enter_degraded(reason)

@@ -45,11 +45,17 @@ def encode_file_header(meta: dict) -> bytes:
     return MAGIC + _LEN.pack(len(body)) + body
 
 
-def encode_record(frame: Frame, received_at: float) -> bytes:
+def encode_record_parts(frame: Frame, received_at: float) -> tuple[bytes, bytes]:
+    """(prefix, payload) of one record: the writer hands both to writelines(),
+    so the payload is copied once, into the file buffer."""
     h = frame.header
     header = pack_header(FrameHeader(h.kind, h.flags, h.seq, h.timestamp_us, 0, 1, len(frame.payload)))
-    return b"".join((_LEN.pack(_RECEIVED.size + HEADER_SIZE + len(frame.payload)),
-                     _RECEIVED.pack(received_at), header, frame.payload))
+    prefix = _LEN.pack(_RECEIVED.size + HEADER_SIZE + len(frame.payload)) + _RECEIVED.pack(received_at) + header
+    return prefix, frame.payload
+
+
+def encode_record(frame: Frame, received_at: float) -> bytes:
+    return b"".join(encode_record_parts(frame, received_at))
 
 
 def read_file_header(f: BinaryIO) -> dict:

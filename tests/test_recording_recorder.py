@@ -174,3 +174,38 @@ def test_a_camera_clock_far_off_is_placed_on_the_receive_clock(acme_camera, queu
     segment = Segment.objects.get()
     assert segment.start.timestamp() >= before - 1 and segment.duration == pytest.approx(1.0)
     assert "/1970-01-01/" not in segment.spool_path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_disk_mid_write_degrades_then_recording_resumes_when_space_is_back(
+        acme_camera, queued, persisted, monkeypatch):
+    monkeypatch.setattr(constants, "DEGRADED_RETRY_SECONDS", 0.2)
+    rec = make_recorder(acme_camera, seconds=30)
+    feed_jpeg(rec, 5)
+    wait = time.monotonic() + 10
+    while not (Segment.objects.exists() and rec._writer.synced[0] == 5) and time.monotonic() < wait:
+        time.sleep(0.02)
+    real_writev = os.writev
+
+    def disk_full(fd, buffers):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", disk_full)
+    feed_jpeg(rec, 5, start_seq=5, t0=T0 + 500_000)
+    wait = time.monotonic() + 10
+    while rec.state != "degraded" and time.monotonic() < wait:
+        time.sleep(0.02)
+    assert rec.state == "degraded"
+    monkeypatch.setattr(os, "writev", real_writev)
+    time.sleep(0.3)  # past DEGRADED_RETRY_SECONDS
+    feed_jpeg(rec, 5, start_seq=10, t0=T0 + 1_000_000)
+    wait = time.monotonic() + 10
+    while rec.state != "recording" and time.monotonic() < wait:
+        time.sleep(0.02)
+    assert rec.state == "recording"
+    rec.close()
+    assert rec.join(10)
+    first, second = Segment.objects.order_by("created_at")
+    assert (first.state, first.frames, first.last_seq) == (SegmentState.CLOSED, 5, 4)  # what was durable
+    assert (second.frames, second.first_seq) == (5, 10)
+    assert len(spool.read_spool(first.spool_path).records) == 5
