@@ -146,6 +146,7 @@ class Device {
     this.closeCode = null;
     this.closeReason = "";
     this.textReceived = {};
+    this.recording = null; // the welcome's "recording" flag
     this.socket = null;
     this.timer = null;
     this.running = false;
@@ -171,7 +172,10 @@ class Device {
         this.textReceived[message.type] = (this.textReceived[message.type] || 0) + 1;
         if (message.type === "ping") socket.send(JSON.stringify({ type: "pong", id: message.id, ts: message.ts }));
         if (message.type === "command") socket.send(JSON.stringify({ type: "ack", id: message.id, ok: true, applied: message.settings || {} }));
-        if (message.type === "welcome" && !welcomed) { welcomed = true; clearTimeout(timer); resolve(); }
+        if (message.type === "welcome" && !welcomed) {
+          this.recording = message.recording;
+          welcomed = true; clearTimeout(timer); resolve();
+        }
       });
       socket.on("close", (code, reason) => {
         this.closeCode = code;
@@ -281,11 +285,13 @@ async function main() {
     window_frames: windowFrames,
     device_offered: offeredInWindow,
     device_sent: sentInWindow,
+    device_sent_total: devices.reduce((a, d) => a + d.sent, 0),
     device_backlog_drops: devices.reduce((a, d) => a + d.backlogDrops, 0),
     device_late_ticks: lateInWindow.reduce((a, b) => a + b, 0),
     device_close_codes: devices.map((d) => d.closeCode).filter((c) => c !== null),
     device_close_reasons: devices.map((d) => d.closeReason).filter((r) => r),
     device_text_received: devices.map((d) => d.textReceived),
+    device_recording: devices.map((d) => d.recording),
     delivered_frames: totalReceived,
     delivered_fps_per_viewer: stats.length ? totalReceived / stats.length / wallS : null,
     loss_pct: stats.length ? 100 * (1 - totalReceived / (windowFrames * stats.length)) : null,

@@ -1,0 +1,166 @@
+"""Ingest CPU with recording on vs off (issue 4): 20 cameras x 15 fps x 60 KB JPEG.
+
+    .venv/bin/python -m bench.recording_cpu            # 2 rounds of off+on, 30 s each; about 3 minutes
+    .venv/bin/python -m bench.recording_cpu --quick    # smoke run: 1 round, 4 s windows
+
+One uvicorn process (the production command of bench/fanout.py) ingests 20
+devices connected to /ws/device/ with their tokens; no viewers. For each phase
+the devices' Device.recording_policy is set (off / continuous) before the server
+starts, so each device's recorder is opened (or not) at hello, as in production,
+and the welcome's "recording" flag is checked. Phases alternate (off, on, on,
+off, ...) so a drift in machine load does not favour one side. CPU is user+sys
+of the server process over the measured window, all threads included (the
+recorder's writer threads run inside it). The Celery chain a closed segment
+queues goes to a queue of this run that no worker consumes, and is deleted at
+the end with the run's other Redis keys: transcoding is not ingest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import media
+from bench.fanout import UVICORN_ARGS, uvicorn_argv
+from bench.procs import base_env, ensure_node_modules, free_port, redis_cleanup, run_loadgen, start_server
+
+DEVICES = 20
+FPS = 15
+FRAME_BYTES = 60 * 1024
+BAR_OVERHEAD_PCT = 10.0
+
+
+def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Path, uvicorn_args: list[str]) -> dict:
+    from bench import sightline_env
+
+    sightline_env.set_recording(install, recording)
+    frames_before = recorded_frames(install)
+    port = free_port()
+    server = start_server("uvicorn-rec-on" if recording else "uvicorn-rec-off", uvicorn_argv(port, uvicorn_args),
+                          port, base_env(install.env), log_dir)
+    config = {
+        "devices": [{"url": f"ws://127.0.0.1:{port}/ws/device/", "token": token} for _, token in install.devices],
+        "viewers": {"url": "", "count": 0},
+        "deviceExpectWelcome": True,
+        "payloadFile": str(payload),
+        "fps": FPS,
+        "hello": {"type": "hello", "protocol": 1, "codecs": ["jpeg"], "resolution": "1280x720", "fps": FPS,
+                  "audio": None, "agent": "sightline-bench-loadgen"},
+        "connectConcurrency": DEVICES,
+        "connectTimeoutS": 30,
+        **timing,
+    }
+    try:
+        run = run_loadgen(config, {"server": [server.pid]}, timeout=sum(timing.values()) + 60)
+        died = server.proc.poll() is not None
+    finally:
+        server.stop(timeout=20)  # SIGTERM: sockets close, recorders close their segments
+    r = run.result
+    usage = run.usage.get("server")
+    sent = sum(r.get("device_sent") or [0])
+    phase = {"recording": recording, **r}
+    if usage and sent:
+        phase.update(cpu_pct=usage.cpu_pct, cpu_us_per_frame=1e6 * usage.cpu_s / sent, rss_mb=usage.rss_max_bytes / 2**20,
+                     frames_per_s=sent / usage.wall_s)
+    phase["frames_recorded"] = recorded_frames(install) - frames_before
+    if died:
+        phase["error"] = "server process died"
+    if r.get("error"):
+        phase["loadgen_stderr"] = run.stderr[-2000:]
+    flags = r.get("device_recording") or []
+    if flags and any(flag is not recording for flag in flags):
+        phase["error"] = f"welcome said recording={sorted(set(map(str, flags)))} for policy {'on' if recording else 'off'}"
+    return phase
+
+
+def recorded_frames(install) -> int:
+    from django.db.models import Sum
+
+    from recordings.models import Segment
+
+    return Segment.objects.filter(device_id__in=[d for d, _ in install.devices]).aggregate(n=Sum("frames"))["n"] or 0
+
+
+def fmt(value, spec):
+    return "—" if value is None else format(value, spec)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2, help="each round measures off and on once")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--measure", type=float, default=30.0)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s warm-up, 4 s windows")
+    parser.add_argument("--uvicorn-args", default=" ".join(UVICORN_ARGS))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.warmup, args.measure = 1, 1.0, 4.0
+    timing = {"warmupS": args.warmup, "measureS": args.measure, "drainS": 0.5}
+
+    started = time.monotonic()
+    ensure_node_modules()
+    payload = media.exact_size_jpeg(FRAME_BYTES)
+    workdir = Path(tempfile.mkdtemp(prefix="sightline-reccpu-"))
+    phases = []
+    install = None
+    try:
+        from bench import sightline_env
+
+        install = sightline_env.create(workdir, devices=DEVICES, recording=False, device_fps=FPS)
+        for i in range(args.rounds):
+            for recording in ((False, True) if i % 2 == 0 else (True, False)):
+                print(f"bench: round {i + 1}, recording {'on' if recording else 'off'} ...", file=sys.stderr, flush=True)
+                phase = run_phase(install, recording, payload, timing, workdir, args.uvicorn_args.split())
+                phases.append(phase)
+                print(f"bench:   {fmt(phase.get('cpu_pct'), '.1f')} % CPU, {fmt(phase.get('cpu_us_per_frame'), '.0f')} µs/frame, "
+                      f"{fmt(phase.get('frames_per_s'), '.0f')} frames/s, {phase['frames_recorded']} frames recorded"
+                      + (f", ERROR {phase['error']}" if phase.get("error") else ""), file=sys.stderr, flush=True)
+    finally:
+        if install:
+            redis_cleanup(install.redis_url, install.redis_patterns())
+        if args.json:
+            args.json.write_text(json.dumps(phases, indent=2, default=str))
+        if args.keep:
+            print(f"bench: kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\n### Ingest CPU, recording off vs on: {DEVICES} cameras × {FPS} fps × {FRAME_BYTES // 1024} KB JPEG, "
+          f"one uvicorn process, {args.measure:.0f} s measured per phase after {args.warmup:.0f} s warm-up\n")
+    print("| phase | recording | frames/s ingested | server CPU % | CPU µs/frame | RSS MB | device closes | frames recorded / sent |")
+    print("|---:|---|---:|---:|---:|---:|---|---:|")
+    for n, p in enumerate(phases, 1):
+        recorded = f"{p['frames_recorded']} / {p.get('device_sent_total')}" if p["recording"] else "—"
+        print(f"| {n} | {'on' if p['recording'] else 'off'} | {fmt(p.get('frames_per_s'), '.0f')} | {fmt(p.get('cpu_pct'), '.1f')} "
+              f"| {fmt(p.get('cpu_us_per_frame'), '.0f')} | {fmt(p.get('rss_mb'), '.0f')} "
+              f"| {sorted(set(p.get('device_close_codes') or [])) or 'none'} | {recorded} |")
+    ok, summary = verdict(phases)
+    print("\n" + summary)
+    errors = [p["error"] for p in phases if p.get("error")]
+    if errors:
+        print("Errors: " + "; ".join(errors))
+    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    return 0 if ok else 1
+
+
+def verdict(phases: list[dict]) -> tuple[bool, str]:
+    off = [p["cpu_us_per_frame"] for p in phases if not p["recording"] and p.get("cpu_us_per_frame") and not p.get("error")]
+    on = [p["cpu_us_per_frame"] for p in phases if p["recording"] and p.get("cpu_us_per_frame") and not p.get("error")]
+    if not off or not on:
+        return False, "FAIL: no complete off and on measurement"
+    off_m, on_m = statistics.median(off), statistics.median(on)
+    overhead = 100.0 * (on_m / off_m - 1.0)
+    ok = overhead <= BAR_OVERHEAD_PCT
+    return ok, (f"{'PASS' if ok else 'FAIL'}: recording adds {overhead:+.1f} % CPU per ingested frame "
+                f"(median {on_m:.0f} µs on vs {off_m:.0f} µs off; need <= +{BAR_OVERHEAD_PCT:.0f} %)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
