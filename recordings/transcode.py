@@ -90,21 +90,21 @@ def _open_output(out_path):
 def transcode_jpeg_frames(frames: Iterable[tuple[int, bytes]], out_path, audio: AudioInput | None = None,
                           nominal_fps: float = 15.0) -> TranscodeResult:
     """Encode (capture time us, JPEG bytes) pairs to an H.264 fMP4 at out_path."""
-    decoder = av.CodecContext.create("mjpeg", "r")
     clock, written, corrupt = _Clock(), 0, 0
     key_every = int(constants.KEYFRAME_INTERVAL_SECONDS * constants.VIDEO_TIME_BASE)
     next_key, last_pts, stream = 0, 0, None
-    with _open_output(out_path) as out:
+    with _open_output(out_path) as out, _DecodeAhead(frames) as pictures:
         muxer = _AudioMuxer(out, audio) if audio and audio.chunks else None
-        for ts_us, data in frames:
-            picture = _decode_jpeg(decoder, data)
+        for ts_us, picture in pictures:
             if picture is None:
                 corrupt += 1
                 continue
             if stream is None:
                 stream = _add_video_stream(out, picture.width, picture.height, nominal_fps)
-            picture = picture.reformat(width=stream.codec_context.width, height=stream.codec_context.height,
-                                       format="yuv420p")
+            if (picture.width, picture.height, picture.format.name) != (
+                    stream.codec_context.width, stream.codec_context.height, "yuv420p"):
+                picture = picture.reformat(width=stream.codec_context.width,
+                                           height=stream.codec_context.height, format="yuv420p")
             picture.pts, picture.time_base = clock.pts(ts_us), TIME_BASE
             # The mjpeg decoder marks every picture I; x264 would obey and make all IDRs.
             picture.pict_type = av.video.frame.PictureType.NONE
@@ -123,6 +123,71 @@ def transcode_jpeg_frames(frames: Iterable[tuple[int, bytes]], out_path, audio: 
             muxer.finish(clock.origin)
     interval = last_pts / (written - 1) if written > 1 else constants.VIDEO_TIME_BASE / nominal_fps
     return _result(out_path, written, corrupt, bool(muxer), (last_pts + interval) / constants.VIDEO_TIME_BASE)
+
+
+class _DecodeAhead:
+    """Decode and convert JPEGs in a second thread while the encoder works, like
+    the ffmpeg CLI's threaded pipeline (FFmpeg releases the GIL in both). Yields
+    (capture time us, yuv420p picture or None if corrupt), in order."""
+
+    _DONE = object()
+
+    def __init__(self, frames: Iterable[tuple[int, bytes]], depth: int = 8):
+        import queue
+        import threading
+
+        self._frames = frames
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="jpeg-decode", daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        while self._thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except Exception:
+                self._thread.join(0.01)
+        return False
+
+    def _put(self, item) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        decoder = av.CodecContext.create("mjpeg", "r")
+        try:
+            for ts_us, data in self._frames:
+                picture = _decode_jpeg(decoder, data)
+                if picture is not None and picture.format.name != "yuv420p":
+                    picture = picture.reformat(width=picture.width - picture.width % 2,
+                                               height=picture.height - picture.height % 2, format="yuv420p")
+                if not self._put((ts_us, picture)):
+                    return
+        except BaseException as exc:  # re-raised in the consumer
+            self._error = exc
+        self._put(self._DONE)
+
+    def __iter__(self):
+        while True:
+            item = self._queue.get()
+            if item is self._DONE:
+                if self._error is not None:
+                    raise self._error
+                return
+            yield item
 
 
 def _decode_jpeg(decoder, data: bytes):

@@ -210,3 +210,17 @@ def test_jpeg_directory_entry_point_for_the_benchmark(tmp_path):
     result = transcode.transcode_jpeg_directory(tmp_path, tmp_path / "out.mp4", fps=12)
     assert result.frames == 12 == decoded_frames(tmp_path / "out.mp4")
     assert abs(result.duration - 1.0) < 0.01
+
+
+def test_a_failing_frame_source_raises_and_leaves_no_decoder_thread_behind(tmp_path):
+    import threading
+
+    def frames():
+        for i in range(30):
+            if i == 20:
+                raise ValueError("camera file vanished")
+            yield T0 + i * 100_000, synthetic.jpeg_frame(i)
+
+    with pytest.raises(ValueError, match="vanished"):
+        transcode.transcode_jpeg_frames(frames(), tmp_path / "x.mp4")
+    assert not [t for t in threading.enumerate() if t.name == "jpeg-decode"]
