@@ -139,3 +139,15 @@ async def wait_for(predicate, timeout: float = 5, interval: float = 0.02):
 def live_only(monkeypatch) -> None:
     """Consumer tests exercise the recorder contract with fakes, not the real spool writer."""
     monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: None)
+
+
+async def fresh_live_state() -> None:
+    """Forget per-process live state between tests: the hub and Redis client of this loop, and the
+    channel layer instance (its receive lock belongs to one event loop; a test that fails with
+    sockets still open must not break the next one)."""
+    from channels.layers import channel_layers
+
+    from streams import broadcast
+
+    await broadcast.aclose_loop_resources()
+    channel_layers.backends.clear()

@@ -11,6 +11,7 @@ from streams import broadcast, protocol
 from streams.models import Device
 from streams.protocol import Close
 from tests.live_helpers import (
+    fresh_live_state,
     live_only,
     browser_socket,
     connect_device,
@@ -29,8 +30,9 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 @pytest_asyncio.fixture(autouse=True)
 async def close_live_resources(monkeypatch):
     live_only(monkeypatch)
+    await fresh_live_state()
     yield
-    await broadcast.aclose_loop_resources()
+    await fresh_live_state()
 
 
 @pytest.fixture

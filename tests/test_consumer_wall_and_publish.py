@@ -8,6 +8,7 @@ from accounts.models import DeviceGrant, Membership
 from streams import broadcast, groups
 from streams.protocol import Close
 from tests.live_helpers import (
+    fresh_live_state,
     HELLO,
     browser_socket,
     connect_device,
@@ -25,8 +26,9 @@ pytestmark = [pytest.mark.django_db(transaction=True)]
 @pytest_asyncio.fixture(autouse=True)
 async def close_live_resources(monkeypatch):
     live_only(monkeypatch)
+    await fresh_live_state()
     yield
-    await broadcast.aclose_loop_resources()
+    await fresh_live_state()
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ async def test_the_wall_gets_stream_stats(sessions, acme, acme_camera, token):
     assert (await wall.connect())[0]
     device, _ = await connect_device(token)
     await device.send_to(bytes_data=jpeg_frame(1))
-    stats = await receive_json_of_type(wall, "stats", timeout=5)
+    stats = await receive_json_of_type(wall, "stats", timeout=10)
     assert stats["device_id"] == str(acme_camera.pk) and "fps" in stats and "bitrate_bps" in stats
     await device.disconnect()
     await wall.disconnect()
