@@ -77,6 +77,8 @@ def local_copy(segment: Segment, workdir: str) -> Path:
         path = local_outputs(segment)["mp4"]
         if path.exists():
             return path
+        # On another host's spool and not archived yet: retried (with backoff) until it is.
+        raise FileNotFoundError(f"segment {segment.id} is not archived yet and not on this host")
     target = Path(workdir) / f"{segment.id}.mp4"
     with archive.recordings_storage().open(segment.storage_key, "rb") as src, open(target, "wb") as dst:
         shutil.copyfileobj(src, dst, 1024 * 1024)

@@ -88,7 +88,15 @@ def archive_task(segment_id: str) -> str:
     return pipeline.archive_segment(segment_id)
 
 
-@shared_task(name="recordings.export_clip_task", soft_time_limit=900, time_limit=960, **COMMON)
+def _on_export_failure(self, exc, task_id, args, kwargs, einfo):
+    from recordings import exports
+
+    if args:
+        exports.fail_export(args[0], f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(name="recordings.export_clip_task", soft_time_limit=900, time_limit=960,
+             on_failure=_on_export_failure, **COMMON)
 def export_clip_task(export_id: str) -> str:
     from recordings import exports
 

@@ -4,13 +4,16 @@ Each test starts its own worker on a private queue (and private Redis
 prefixes), sharing this run's database file and var directory, and kills it
 in a finaliser.
 """
+import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import av
@@ -74,6 +77,10 @@ def stack(settings, tmp_path):
     run = uuid.uuid4().hex[:10]
     queue = f"test-rec-{run}"
     settings.SIGHTLINE = {**settings.SIGHTLINE, "SPOOL_QUEUE": queue}
+    from celery import current_app
+
+    default_queue = current_app.conf.task_default_queue
+    current_app.conf.task_default_queue = queue  # exports and the like, sent from this process
     db = settings.DATABASES["default"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update({
@@ -108,8 +115,7 @@ def stack(settings, tmp_path):
                              "start_python": staticmethod(start_python)})
     for child in children:
         child.kill()
-    from celery import current_app
-
+    current_app.conf.task_default_queue = default_queue
     with current_app.connection_for_write() as conn:
         conn.default_channel.queue_purge(queue)
 
@@ -128,7 +134,7 @@ def states(ids):
     return dict(Segment.objects.filter(pk__in=ids).values_list("id", "state"))
 
 
-def test_recorded_segments_become_playable_mp4s_through_a_real_worker(stack, acme_camera):
+def test_recorded_segments_become_playable_mp4s_through_a_real_worker(stack, acme_camera, client, personas):
     from channels.layers import get_channel_layer
 
     stack.start_worker()
@@ -154,6 +160,20 @@ def test_recorded_segments_become_playable_mp4s_through_a_real_worker(stack, acm
         assert stored_bytes(segment.poster_key)[:2] == b"\xff\xd8"
         assert stored_bytes(segment.strip_key)[:2] == b"\xff\xd8"
         assert not Path(segment.spool_path).exists()
+
+    # A clip across the three segments, exported by the worker.
+    first = Segment.objects.get(pk=ids[0])
+    client.force_login(personas["operator"])
+    response = client.post(f"/api/devices/{acme_camera.id}/exports/", json.dumps(
+        {"start": first.start.isoformat(), "end": (first.start + timedelta(seconds=6)).isoformat()}),
+        content_type="application/json")
+    assert response.status_code == 202
+    status_url = response.json()["status_url"]
+    status = wait_until(lambda: (lambda s: s if s["state"] in ("done", "failed") else None)(
+        client.get(status_url).json()), 60, "the export to finish")
+    assert status["state"] == "done" and status["progress"] == 1.0
+    clip = b"".join(client.get(status["download_url"]).streaming_content)
+    assert hashlib.sha256(clip).hexdigest() == status["checksum"] and decoded_frames(clip) == 60
 
     persisted = [async_to_sync(layer.receive)(channel) for _ in ids]
     assert [m["segment_id"] for m in persisted] == [str(i) for i in ids]
