@@ -79,5 +79,12 @@ def test_a_recording_plays_seeks_and_exports_with_a_matching_checksum(
     assert response.status == 200
     assert hashlib.sha256(response.body()).hexdigest() == shown
     wait_for_state(page, "s.export.verified === true")
+
+    # Jump to the previous day (nothing recorded) and back.
+    page.click("#day-prev")
+    wait_for_state(page, f"s.day !== '{day}' && s.segments.length === 0")
+    assert "No recordings" in page.inner_text("#timeline-status")
+    page.click("#day-next")
+    wait_for_state(page, f"s.day === '{day}' && s.segments.length >= 3 && s.playlistLoaded")
     assert seek_median <= 300, f"seek to playing took {seek_median:.0f} ms (median of {seek_times})"
     assert browser.console_errors == []
