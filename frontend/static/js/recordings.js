@@ -109,6 +109,20 @@ function loadPlaylist() {
   });
 }
 
+/** Forget the previous day's stream, so nothing of it plays under another day's timeline. */
+function stopPlayback() {
+  hls?.destroy();
+  hls = null;
+  fragments = [];
+  state.fragments = 0;
+  state.playlistLoaded = false;
+  state.playing = false;
+  pendingSeek = null;
+  video.removeAttribute('src');
+  video.removeAttribute('poster');
+  video.load();
+}
+
 const playable = (s) => s.state === 'ready' || s.state === 'archived';
 
 // -- seeking ----------------------------------------------------------------------
@@ -189,7 +203,7 @@ async function showDay(isoDate) {
   history.replaceState(null, '', url);
   timeline.setDay(currentDay.start, currentDay.end);
   timeline.setPlayhead(null);
-  fragments = [];
+  stopPlayback();
   status('loading…');
   try {
     await fetchSegments();
