@@ -244,6 +244,7 @@ class SpoolWriter:
         self.open: OpenSegment | None = None
         self.degraded_until = 0.0
         self.clock_offset_us = 0
+        self.start_mid_gop = False
         self._reset_counters()
 
     def _reset_counters(self):
@@ -271,11 +272,17 @@ class SpoolWriter:
             ):
                 self._write(chunks)
                 chunks = []
+                # A forced cut (no keyframe in time) continues mid-GOP; any other
+                # H.264 segment starts on a keyframe so it decodes on its own.
+                self.start_mid_gop = kind == KIND_H264 and not frame.header.keyframe
                 self.finish_segment()
             if self.open is None:
-                if not is_video or not self._start_segment(frame, received_at):
+                waiting_for_keyframe = (kind == KIND_H264 and not frame.header.keyframe
+                                        and not self.start_mid_gop)
+                if not is_video or waiting_for_keyframe or not self._start_segment(frame, received_at):
                     self.r.dropped_frames += is_video
                     continue
+                self.start_mid_gop = False
             chunks.extend(spool.encode_record_parts(frame, received_at))
             if is_video:
                 self.frames += 1

@@ -302,7 +302,15 @@ def transcode_spool(spool_path, out_path) -> TranscodeResult:
     video = [(r.header.timestamp_us, r.payload) for r in contents.records if r.header.kind in (KIND_JPEG, KIND_H264)]
     audio = _audio_input(contents)
     if contents.meta.get("codec") == "h264":
-        return remux_h264(video, out_path, audio)
+        # A segment cut without a keyframe starts mid-GOP: those pictures cannot
+        # be decoded on their own, so they are skipped and counted as corrupt.
+        records = [r for r in contents.records if r.header.kind == KIND_H264]
+        first_key = next((i for i, r in enumerate(records) if r.header.keyframe), None)
+        if first_key is None:
+            raise TranscodeError(f"no H.264 keyframe in {len(records)} access units")
+        result = remux_h264(video[first_key:], out_path, audio)
+        result.corrupt_frames = first_key
+        return result
     fps = _nominal_fps(video)
     return transcode_jpeg_frames(video, out_path, audio, nominal_fps=fps)
 

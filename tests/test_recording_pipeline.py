@@ -224,3 +224,15 @@ def test_a_failing_frame_source_raises_and_leaves_no_decoder_thread_behind(tmp_p
     with pytest.raises(ValueError, match="vanished"):
         transcode.transcode_jpeg_frames(frames(), tmp_path / "x.mp4")
     assert not [t for t in threading.enumerate() if t.name == "jpeg-decode"]
+
+
+@pytest.mark.django_db
+def test_an_h264_segment_cut_mid_gop_skips_and_counts_the_undecodable_lead(acme_camera):
+    units = synthetic.h264_access_units(20, gop=10)
+    frames = [synthetic.frame(KIND_H264, au, i, T0 + i * 100_000, keyframe=key)
+              for i, (au, key) in enumerate(units)][4:]  # starts 6 pictures before the keyframe at 10
+    segment = synthetic.write_closed_segment(acme_camera, frames)
+    run_chain(segment.id)
+    segment.refresh_from_db()
+    assert segment.state == SegmentState.ARCHIVED and segment.corrupt_frames == 6
+    assert decoded_frames(archive.recordings_storage().path(segment.storage_key)) == 10 == segment.frames

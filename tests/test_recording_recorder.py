@@ -209,3 +209,15 @@ def test_a_full_disk_mid_write_degrades_then_recording_resumes_when_space_is_bac
     assert (first.state, first.frames, first.last_seq) == (SegmentState.CLOSED, 5, 4)  # what was durable
     assert (second.frames, second.first_seq) == (5, 10)
     assert len(spool.read_spool(first.spool_path).records) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_h264_recording_starts_at_the_first_keyframe(acme_camera, queued, persisted):
+    units = synthetic.h264_access_units(25, gop=10)  # keyframes at 0, 10, 20
+    rec = make_recorder(acme_camera, seconds=10)
+    for i, (au, key) in enumerate(units[3:], start=3):  # joined mid-GOP
+        rec.submit(synthetic.frame(KIND_H264, au, i, T0 + i * 100_000, keyframe=key), time.time())
+    rec.close()
+    assert rec.join(10)
+    segment = Segment.objects.get()
+    assert (segment.first_seq, segment.frames) == (10, 15) and rec.dropped_frames == 7
