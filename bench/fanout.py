@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench import media
 from bench.procs import (
-    NODE_DIR, PYTHON, REPO, base_env, ensure_node_modules, free_port, redis_cleanup,
+    NODE_DIR, PYTHON, Profiler, base_env, ensure_node_modules, free_port, redis_cleanup,
     redis_server_pids, run_loadgen, start_server,
 )
 
@@ -32,10 +32,11 @@ SERVERS = ["node", "uvicorn", "daphne", "uvicorn-2"]
 VIEWER_COUNTS = [1, 10, 50, 100, 200]
 FRAME_BYTES = 100 * 1024
 FPS = 30
-# The production command (README "Production"): one uvicorn process per core.
-# permessage-deflate is off: browsers offer it, and compressing every JPEG for
-# every viewer would cost more than the whole fan-out.
-UVICORN_ARGS = ["--no-access-log", "--ws-per-message-deflate", "false"]
+# The production command (docs/deployment.md, "ASGI servers"), one process, with
+# permessage-deflate off as docs/protocol.md tells operators: browsers offer it,
+# and uvicorn's default accepts it, compressing every JPEG for every viewer
+# (measured: ~25x the CPU per frame; try --viewer-deflate --uvicorn-args "--lifespan off").
+UVICORN_ARGS = ["--lifespan", "off", "--ws-per-message-deflate", "false"]
 DAPHNE_ARGS: list[str] = []
 # The bar (issue 3), for uvicorn at N=200 on one process.
 BAR_N = 200
@@ -116,11 +117,15 @@ class Target:
             server.stop()
 
 
-def run_cell(target: Target, viewers: int, payload: Path, timing: dict, viewer_deflate: bool, redis_pids: list[int]) -> dict:
+def run_cell(target: Target, viewers: int, payload: Path, timing: dict, viewer_deflate: bool, redis_pids: list[int],
+             profile_dir: Path | None = None) -> dict:
     config = target.loadgen_config(viewers, payload, timing, viewer_deflate)
     budget = timing["warmupS"] + timing["measureS"] + timing["drainS"] + 2 * config["connectTimeoutS"] + 10
     groups = {"server": target.pids, "redis": redis_pids if target.kind != "node" else []}
-    run = run_loadgen(config, groups, timeout=budget)
+    profiler = Profiler(profile_dir, f"{target.kind}-n{viewers}", target.pids) if profile_dir and target.kind != "node" else None
+    run = run_loadgen(config, groups, timeout=budget, on_measure=profiler)
+    if profiler:
+        print(profiler.summary(), file=sys.stderr, flush=True)
     r = run.result
     server = run.usage.get("server")
     cell = {"server": target.kind, "n": viewers, **r}
@@ -221,6 +226,8 @@ def main(argv=None) -> int:
     parser.add_argument("--viewer-deflate", action="store_true", help="viewers offer permessage-deflate, as browsers do")
     parser.add_argument("--uvicorn-args", default=" ".join(UVICORN_ARGS), help="extra uvicorn arguments")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--profile", type=Path, help="py-spy each Python server over each window into this directory "
+                        "(CPU figures of a profiled run are not valid)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, database)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -246,7 +253,7 @@ def main(argv=None) -> int:
             target = Target(kind, install, workdir, args.uvicorn_args.split())
             try:
                 for n in counts:
-                    cell = run_cell(target, n, payload, timing, args.viewer_deflate, redis_pids)
+                    cell = run_cell(target, n, payload, timing, args.viewer_deflate, redis_pids, args.profile)
                     if not target.alive():
                         cell["error"] = "server process died"
                     cells.append(cell)

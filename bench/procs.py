@@ -153,10 +153,10 @@ class LoadResult:
     stderr: str
 
 
-def run_loadgen(config: dict, groups: dict[str, list[int]], timeout: float) -> LoadResult:
+def run_loadgen(config: dict, groups: dict[str, list[int]], timeout: float, on_measure=None) -> LoadResult:
     """Run bench/node_relay/loadgen.js with `config` on stdin; measure each group of
     processes (e.g. {"server": [pid], "redis": [pid]}) between its MEASURE_START
-    and MEASURE_END lines."""
+    and MEASURE_END lines. on_measure(True/False) is called at both (e.g. to profile)."""
     proc = subprocess.Popen(
         ["node", str(NODE_DIR / "loadgen.js")], cwd=NODE_DIR, stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -177,9 +177,13 @@ def run_loadgen(config: dict, groups: dict[str, list[int]], timeout: float) -> L
             if line == "MEASURE_START":
                 meters = {name: UsageMeter(pids).start() for name, pids in groups.items() if pids}
                 meters["loadgen"] = UsageMeter([proc.pid]).start()
+                if on_measure:
+                    on_measure(True)
             elif line == "MEASURE_END" and meters:
                 usage = {name: meter.stop() for name, meter in meters.items()}
                 meters = {}
+                if on_measure:
+                    on_measure(False)
             elif line.startswith("RESULT "):
                 result = json.loads(line[len("RESULT "):])
         proc.wait(10)
@@ -231,3 +235,65 @@ def base_env(extra: dict) -> dict:
     env.update(extra)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+class Profiler:
+    """py-spy over the measured window of each server process (--profile DIR).
+
+    Writes collapsed stacks (<name>-<pid>.txt, flamegraph.pl / speedscope input)
+    and prints the functions with the most own samples. py-spy takes some CPU of
+    its own, so never read the CPU columns of a profiled run."""
+
+    def __init__(self, directory: Path, label: str, pids: list[int], rate: int = 200):
+        self.directory, self.label, self.pids, self.rate = directory, label, pids, rate
+        self.procs: list[tuple[int, Path, subprocess.Popen]] = []
+
+    def __call__(self, starting: bool) -> None:
+        if starting:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for pid in self.pids:
+                out = self.directory / f"{self.label}-{pid}.txt"
+                argv = [str(Path(PYTHON).parent / "py-spy"), "record", "--pid", str(pid), "--rate", str(self.rate),
+                        "--format", "raw", "--threads", "--nonblocking", "--output", str(out)]
+                if os.environ.get("BENCH_PYSPY_NATIVE") == "1":  # C frames too (uvloop, websockets speedups)
+                    argv.remove("--nonblocking")  # py-spy reads native stacks only with the process paused
+                    argv.append("--native")
+                self.procs.append((pid, out, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        else:
+            for _, _, proc in self.procs:
+                proc.send_signal(signal.SIGINT)
+            for _, _, proc in self.procs:
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+    def summary(self, top: int = 15) -> str:
+        lines = []
+        for pid, out, _ in self.procs:
+            lines.append(f"profile {out} (own samples, top {top}):")
+            lines.extend("  " + line for line in top_frames(out, top))
+        return "\n".join(lines)
+
+
+def top_frames(collapsed: Path, top: int = 15) -> list[str]:
+    """Leaf functions by own samples, and top-level buckets, from py-spy raw output."""
+    from collections import Counter
+
+    own: Counter = Counter()
+    total = 0
+    try:
+        text = collapsed.read_text(errors="replace")
+    except OSError:
+        return ["(no profile written)"]
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        leaf = stack.split(";")[-1] if stack else "?"
+        own[leaf] += n
+    if not total:
+        return ["(no samples)"]
+    return [f"{100 * n / total:5.1f} %  {name}" for name, n in own.most_common(top)]

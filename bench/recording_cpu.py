@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench import media
 from bench.fanout import UVICORN_ARGS, uvicorn_argv
-from bench.procs import base_env, ensure_node_modules, free_port, redis_cleanup, run_loadgen, start_server
+from bench.procs import Profiler, base_env, ensure_node_modules, free_port, redis_cleanup, run_loadgen, start_server
 
 DEVICES = 20
 FPS = 15
@@ -35,7 +35,8 @@ FRAME_BYTES = 60 * 1024
 BAR_OVERHEAD_PCT = 10.0
 
 
-def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Path, uvicorn_args: list[str]) -> dict:
+def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Path, uvicorn_args: list[str],
+              profile_dir: Path | None = None) -> dict:
     from bench import sightline_env
 
     sightline_env.set_recording(install, recording)
@@ -56,7 +57,10 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
         **timing,
     }
     try:
-        run = run_loadgen(config, {"server": [server.pid]}, timeout=sum(timing.values()) + 60)
+        profiler = Profiler(profile_dir, f"ingest-rec-{'on' if recording else 'off'}", [server.pid]) if profile_dir else None
+        run = run_loadgen(config, {"server": [server.pid]}, timeout=sum(timing.values()) + 60, on_measure=profiler)
+        if profiler:
+            print(profiler.summary(), file=sys.stderr, flush=True)
         died = server.proc.poll() is not None
     finally:
         server.stop(timeout=20)  # SIGTERM: sockets close, recorders close their segments
@@ -98,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round, 1 s warm-up, 4 s windows")
     parser.add_argument("--uvicorn-args", default=" ".join(UVICORN_ARGS))
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="py-spy the server over each window into this directory "
+                        "(CPU figures of a profiled run are not valid)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -117,7 +123,7 @@ def main(argv=None) -> int:
         for i in range(args.rounds):
             for recording in ((False, True) if i % 2 == 0 else (True, False)):
                 print(f"bench: round {i + 1}, recording {'on' if recording else 'off'} ...", file=sys.stderr, flush=True)
-                phase = run_phase(install, recording, payload, timing, workdir, args.uvicorn_args.split())
+                phase = run_phase(install, recording, payload, timing, workdir, args.uvicorn_args.split(), args.profile)
                 phases.append(phase)
                 print(f"bench:   {fmt(phase.get('cpu_pct'), '.1f')} % CPU, {fmt(phase.get('cpu_us_per_frame'), '.0f')} µs/frame, "
                       f"{fmt(phase.get('frames_per_s'), '.0f')} frames/s, {phase['frames_recorded']} frames recorded"
