@@ -93,7 +93,11 @@ class DeviceRecorder:
         self._queue: collections.deque = collections.deque()
         self._closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.dropped_frames = 0  # for recording only; live is unaffected
+        # Frames dropped for recording only (live is unaffected): counted apart
+        # by each thread, so neither races the other's increments.
+        self.dropped_queue_full = 0  # event loop: the hand-off queue was full
+        self.dropped_by_writer = 0  # writer: degraded, or waiting for a first keyframe
+        self._loop_checked = False
         self.state = "recording"  # recording | degraded | closed
         self.degraded_reason = ""
         self.segments_persisted = 0
@@ -104,8 +108,9 @@ class DeviceRecorder:
     def start(self) -> None:
         try:
             self._loop = asyncio.get_running_loop()
+            self._loop_checked = True
         except RuntimeError:
-            self._loop = None
+            self._loop = None  # opened off the loop (database_sync_to_async): the first submit finds it
         _live_recorders.add(self)
         self._thread.start()
 
@@ -113,14 +118,19 @@ class DeviceRecorder:
         if self._closing:
             return
         if len(self._queue) >= constants.QUEUE_MAX_FRAMES:
-            self.dropped_frames += 1
+            self.dropped_queue_full += 1
             return
-        if self._loop is None:
+        if not self._loop_checked:  # the consumer's loop, for posting segment.persisted
+            self._loop_checked = True
             try:
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 pass
         self._queue.append((frame, received_at))
+
+    @property
+    def dropped_frames(self) -> int:
+        return self.dropped_queue_full + self.dropped_by_writer
 
     def close(self) -> None:
         self._closing = True
@@ -280,7 +290,7 @@ class SpoolWriter:
                 waiting_for_keyframe = (kind == KIND_H264 and not frame.header.keyframe
                                         and not self.start_mid_gop)
                 if not is_video or waiting_for_keyframe or not self._start_segment(frame, received_at):
-                    self.r.dropped_frames += is_video
+                    self.r.dropped_by_writer += is_video
                     continue
                 self.start_mid_gop = False
             chunks.extend(spool.encode_record_parts(frame, received_at))
