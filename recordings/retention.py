@@ -32,8 +32,9 @@ class SegmentFacts:
     state: str
 
 
-def _candidates(segments) -> list[SegmentFacts]:
-    return sorted((s for s in segments if not s.held and s.state in DELETABLE_STATES), key=lambda s: s.start)
+def _candidates(segments):
+    """Deletable segments in the order given (callers pass them oldest first)."""
+    return (s for s in segments if not s.held and s.state in DELETABLE_STATES)
 
 
 def expired_by_age(segments, retention_days: dict, now: datetime) -> list:
@@ -48,42 +49,54 @@ def expired_by_age(segments, retention_days: dict, now: datetime) -> list:
     return chosen
 
 
-def over_quota(segments, quotas: dict, already: set = frozenset()) -> list:
-    """Oldest-first ids to delete so each organisation fits its quota (0 = unlimited).
-
-    `already` holds ids chosen by an earlier rule; their bytes count as freed.
-    Held and in-pipeline segments count against the quota but are never chosen.
-    """
+def usage_by_organisation(segments) -> dict:
     used: dict = {}
     for s in segments:
-        if s.id not in already:
-            used[s.organisation_id] = used.get(s.organisation_id, 0) + s.bytes
+        used[s.organisation_id] = used.get(s.organisation_id, 0) + s.bytes
+    return used
+
+
+def over_quota(oldest_first, used: dict, quotas: dict, already: set = frozenset()) -> list:
+    """Oldest-first ids to delete so each organisation fits its quota (0 = unlimited).
+
+    `used` is each organisation's recorded bytes, held and in-pipeline segments
+    included (they count against the quota but are never chosen), and without
+    the ids in `already` (chosen by an earlier rule; skipped here). Stops
+    reading `oldest_first` as soon as every organisation fits.
+    """
+    over = {org: used.get(org, 0) - quota for org, quota in quotas.items() if quota and used.get(org, 0) > quota}
     chosen = []
-    for s in _candidates(segments):
-        quota = quotas.get(s.organisation_id) or 0
-        if s.id in already or quota <= 0 or used.get(s.organisation_id, 0) <= quota:
+    if not over:
+        return chosen
+    for s in _candidates(oldest_first):
+        if s.organisation_id not in over or s.id in already:
             continue
         chosen.append(s.id)
-        used[s.organisation_id] -= s.bytes
+        over[s.organisation_id] -= s.bytes
+        if over[s.organisation_id] <= 0:
+            del over[s.organisation_id]
+            if not over:
+                break
     return chosen
 
 
-def for_watermark(segments, free_bytes: int, watermark_bytes: int, already: set = frozenset()) -> tuple[list, bool]:
+def for_watermark(oldest_first, free_bytes: int, watermark_bytes: int, already: set = frozenset()) -> tuple[list, bool]:
     """(oldest-first ids to delete until free >= watermark, whether it can be met).
 
     Segments are assumed to free their bytes on the disk in question; the
-    caller passes only those that do.
+    caller passes only those that do. `free_bytes` should already count what
+    earlier rules free (the ids in `already`, which are skipped here).
     """
     if watermark_bytes <= 0 or free_bytes >= watermark_bytes:
         return [], True
     chosen, free = [], free_bytes
-    for s in _candidates(segments):
+    for s in _candidates(oldest_first):
         if s.id in already:
             continue
-        if free >= watermark_bytes:
-            break
         chosen.append(s.id)
         free += s.bytes
+        if free >= watermark_bytes:
+            break
     return chosen, free >= watermark_bytes
 
 

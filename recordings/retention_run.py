@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import Sum
 
 from recordings import alerts, archive, constants, retention
 from recordings.models import Segment
@@ -35,35 +36,66 @@ def archive_on_local_disk() -> bool:
     return not hasattr(archive.recordings_storage(), "bucket_name")
 
 
-def _facts() -> list[retention.SegmentFacts]:
-    rows = Segment.objects.values_list("id", "device_id", "device__organisation_id", "start", "end", "bytes",
-                                       "held", "state")
-    return [retention.SegmentFacts(*row) for row in rows]
+_FACT_FIELDS = ("id", "device_id", "device__organisation_id", "start", "end", "bytes", "held", "state")
+
+
+def _facts(queryset):
+    """SegmentFacts, streamed from the database oldest first."""
+    rows = queryset.order_by("start").values_list(*_FACT_FIELDS).iterator(chunk_size=2000)
+    return (retention.SegmentFacts(*row) for row in rows)
+
+
+def _deletable():
+    return Segment.objects.filter(held=False, state__in=retention.DELETABLE_STATES)
+
+
+def _expired_by_age(now: datetime) -> list[retention.SegmentFacts]:
+    """Per device, only rows already past that device's retention are read."""
+    from streams.models import Device
+
+    expired = []
+    for device_id, days in Device.objects.values_list("id", "retention_days"):
+        candidates = list(_facts(_deletable().filter(device_id=device_id, start__lt=now - timedelta(days=days))))
+        chosen = set(retention.expired_by_age(candidates, {device_id: days}, now))
+        expired += [f for f in candidates if f.id in chosen]
+    return expired
+
+
+def _usage(organisation_ids, excluding) -> dict:
+    rows = (Segment.objects.filter(device__organisation_id__in=organisation_ids).exclude(pk__in=excluding)
+            .order_by().values("device__organisation_id").annotate(total=Sum("bytes")))
+    return {row["device__organisation_id"]: row["total"] or 0 for row in rows}
 
 
 def run_retention(now: datetime | None = None) -> dict:
     from accounts.models import Organisation
-    from streams.models import Device
 
     now = now or datetime.now(timezone.utc)
-    facts = _facts()
-    days = dict(Device.objects.values_list("id", "retention_days"))
+    by_age = _expired_by_age(now)
+    age_ids = {f.id for f in by_age}
     quotas = dict(Organisation.objects.filter(storage_quota_bytes__gt=0).values_list("id", "storage_quota_bytes"))
-    by_age = retention.expired_by_age(facts, days, now)
-    by_quota = retention.over_quota(facts, quotas, already=set(by_age))
-    chosen = set(by_age) | set(by_quota)
+    by_quota = []
+    if quotas:
+        used = _usage(list(quotas), age_ids)
+        over = [org for org, quota in quotas.items() if used.get(org, 0) > quota]
+        if over:
+            by_quota = retention.over_quota(_facts(_deletable().filter(device__organisation_id__in=over)),
+                                            used, quotas, already=age_ids)
+    chosen = age_ids | set(by_quota)
     disk = watched_disk()
     free, watermark = disk_free_bytes(disk), constants.free_disk_watermark_bytes()
-    on_disk = facts if archive_on_local_disk() else []
-    by_watermark, can_meet = retention.for_watermark(on_disk, free + _bytes_of(facts, chosen, on_disk),
-                                                     watermark, already=chosen)
+    by_watermark, can_meet = [], True
+    if archive_on_local_disk() and free < watermark:
+        freed = sum(f.bytes for f in by_age) + _bytes_of(by_quota)
+        by_watermark, can_meet = retention.for_watermark(_facts(_deletable()), free + freed, watermark,
+                                                         already=chosen)
     if free < watermark:
         alerts.raise_storage_alert(free, watermark, str(disk))
-        if not can_meet:
+        if not can_meet or not archive_on_local_disk():
             log.error("cannot reach the free-disk watermark by deleting unprotected segments")
     else:
         alerts.clear_storage_alert()
-    deleted = delete_segments(by_age + by_quota + by_watermark)
+    deleted = delete_segments([f.id for f in by_age] + by_quota + by_watermark)
     report = {"age": len(by_age), "quota": len(by_quota), "watermark": len(by_watermark), "deleted": deleted,
               "free_bytes": free, "watermark_bytes": watermark}
     if deleted:
@@ -71,9 +103,10 @@ def run_retention(now: datetime | None = None) -> dict:
     return report
 
 
-def _bytes_of(facts, ids, on_disk) -> int:
-    local = {f.id for f in on_disk}
-    return sum(f.bytes for f in facts if f.id in ids and f.id in local)
+def _bytes_of(ids) -> int:
+    if not ids:
+        return 0
+    return Segment.objects.filter(pk__in=list(ids)).aggregate(total=Sum("bytes"))["total"] or 0
 
 
 def delete_segments(ids: list) -> int:

@@ -142,19 +142,36 @@ def test_age_rule_deletes_segments_older_than_the_device_retention():
     assert retention.expired_by_age(segments, {"d1": 7}, NOW) == ["old"]
 
 
+def oldest_first(segments):
+    return sorted(segments, key=lambda s: s.start)
+
+
 def test_quota_rule_deletes_oldest_first_until_the_organisation_fits():
-    segments = [seg("a", 5), seg("b", 4, held=True), seg("c", 3), seg("d", 2), seg("other", 9, org="o2")]
-    assert retention.over_quota(segments, {"o1": 250}) == ["a", "c"]
-    assert retention.over_quota(segments, {"o1": 0}) == []  # 0 = unlimited
+    segments = oldest_first([seg("a", 5), seg("b", 4, held=True), seg("c", 3), seg("d", 2),
+                             seg("other", 9, org="o2")])
+    used = retention.usage_by_organisation(segments)
+    assert used == {"o1": 400, "o2": 100}
+    assert retention.over_quota(segments, used, {"o1": 250}) == ["a", "c"]
+    assert retention.over_quota(segments, used, {"o1": 0}) == []  # 0 = unlimited
 
 
-def test_quota_rule_counts_bytes_already_chosen_by_age_as_freed():
-    segments = [seg("a", 5), seg("b", 4), seg("c", 3)]
-    assert retention.over_quota(segments, {"o1": 200}, already={"a"}) == []
+def test_quota_rule_skips_segments_already_chosen_by_age():
+    segments = oldest_first([seg("a", 5), seg("b", 4), seg("c", 3)])
+    used_without_a = {"o1": 200}
+    assert retention.over_quota(segments, used_without_a, {"o1": 200}, already={"a"}) == []
+    assert retention.over_quota(segments, {"o1": 250}, {"o1": 200}, already={"a"}) == ["b"]
+
+
+def test_quota_rule_stops_reading_once_every_organisation_fits():
+    def stream():
+        yield seg("a", 5)
+        raise AssertionError("read past the point where the quota was met")
+
+    assert retention.over_quota(stream(), {"o1": 150}, {"o1": 100}) == ["a"]
 
 
 def test_watermark_rule_evicts_oldest_unprotected_until_free_space_is_back():
-    segments = [seg("a", 5, held=True), seg("b", 4, org="o2"), seg("c", 3), seg("d", 1)]
+    segments = oldest_first([seg("a", 5, held=True), seg("b", 4, org="o2"), seg("c", 3), seg("d", 1)])
     assert retention.for_watermark(segments, free_bytes=50, watermark_bytes=220) == (["b", "c"], True)
     assert retention.for_watermark(segments, free_bytes=500, watermark_bytes=220) == ([], True)
 
