@@ -43,6 +43,16 @@ def test_a_recording_plays_seeks_and_exports_with_a_matching_checksum(
     wait_for_state(page, f"s.currentTime > {start_time + 1.0}")  # currentTime advances
     page.screenshot(path=str(artifacts / "timeline.png"), full_page=True)
 
+    # Scrub: press on the first segment, drag to the last, release: plays the last one.
+    page.evaluate("window.sightline.lastSeek = null")
+    end_box = page.locator(f'.segment[data-segment-id="{last.pk}"]').bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(end_box["x"] + end_box["width"] / 2, end_box["y"] + end_box["height"] / 2, steps=8)
+    page.mouse.up()
+    scrubbed = wait_for_state(page, "s.lastSeek")
+    assert last.start.timestamp() * 1000 - 500 <= scrubbed["landedWallMs"] <= last.end.timestamp() * 1000 + 500, scrubbed
+
     # Seek into the last segment: lands within 0.5 s of the target; measure seek -> playing.
     target_ms = (last.start + timedelta(seconds=last.duration / 2)).timestamp() * 1000
     back_ms = (first.start + timedelta(seconds=0.3)).timestamp() * 1000

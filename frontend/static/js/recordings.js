@@ -154,6 +154,13 @@ async function seekTo(wallMs) {
   }
 }
 
+/** While dragging along the timeline, show the frame under the pointer (one seek at a time). */
+function scrubPreview(wallMs) {
+  const target = wallToMedia(wallMs);
+  if (target === null || video.seeking || !state.playlistLoaded) return;
+  video.currentTime = target;
+}
+
 function finishSeekIfPlaying() {
   if (!pendingSeek || video.seeking || video.paused || video.readyState < 3) return;
   const ms = performance.now() - pendingSeek.startedAt;
@@ -347,6 +354,7 @@ const timeline = new Timeline({
   playhead: $('playhead'), hover: $('hover'), selection: $('selection'), zoomLabel: $('zoom-level'),
 }, {
   seek: (ms) => seekTo(ms),
+  scrub: (ms) => scrubPreview(ms),
   select: (start, end) => select(start, end),
 });
 

@@ -8,7 +8,7 @@ const TICK_STEPS = [7200, 1800, 600, 300, 60, 30, 10];
 export class Timeline {
   /**
    * @param {object} els  {wrap, timeline, segments, ticks, playhead, hover, selection, zoomLabel}
-   * @param {object} on   {seek(wallMs), select(startMs, endMs), hover(wallMs|null)}
+   * @param {object} on   {seek(wallMs), scrub(wallMs), select(startMs, endMs)}
    */
   constructor(els, on) {
     this.els = els;
@@ -48,7 +48,7 @@ export class Timeline {
       el.className = `segment state-${s.state}`;
       el.dataset.segmentId = s.id;
       el.style.left = `${left * 100}%`;
-      el.style.width = `${Math.max(0.02, (right - left) * 100)}%`;
+      el.style.width = `${(right - left) * 100}%`;  // CSS min-width keeps short ones visible
       if (s.strip_url) el.style.backgroundImage = `url("${s.strip_url}")`;
       el.title = `${clock(new Date(start))}–${clock(new Date(end))} · ${s.state}${s.has_audio ? ' · audio' : ''}${s.held ? ' · held' : ''}`;
       box.append(el);
@@ -134,7 +134,7 @@ export class Timeline {
       const t = this.timeAt(e.clientX);
       this.showHover(t);
       if (this.drag?.select) this.setSelection(Math.min(this.drag.from, t), Math.max(this.drag.from, t));
-      else if (this.drag) this.setPlayhead(t);  // scrubbing: follow the pointer, seek on release
+      else if (this.drag) { this.setPlayhead(t); this.on.scrub?.(t); }  // scrubbing: preview, seek on release
     });
     tl.addEventListener('pointerleave', () => { if (!this.drag) this.showHover(null); });
     tl.addEventListener('pointerup', (e) => {
