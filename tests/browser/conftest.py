@@ -162,13 +162,15 @@ def start_agent(server, stack_env, tmp_path):
         proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browser():
+    """One Chromium per test module: closed (and Playwright's loop stopped) before the next
+    module, so tests outside tests/browser never run beside it."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an asyncio loop running in this thread, which makes Django
     # refuse the ORM calls the tests make between browser steps. Those calls are ordinary
-    # blocking test code, so allow them while the browser is up (this process only).
+    # blocking test code, so allow them while the browser is up (this process, this module only).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
         with sync_playwright() as pw:
