@@ -204,3 +204,27 @@ def test_a_degraded_recorder_is_visible_in_the_segment_list(client, personas, ac
         assert data["recording"]["degraded"]["reason"].endswith("No space left on device")
     finally:
         alerts.clear_recording_degraded(acme_camera.id)
+
+
+@pytest.mark.django_db
+def test_an_export_of_segments_with_audio_keeps_the_audio(acme_camera, bob):
+    from streams.protocol import KIND_AUDIO
+
+    for n in range(2):
+        frames = []
+        for i, f in enumerate(synthetic.jpeg_frames(20, T0 + n * 2_000_000, start_seq=n * 20)):
+            frames.append(f)
+            frames.append(synthetic.frame(KIND_AUDIO, synthetic.pcm_chunk(1600, start_sample=(n * 20 + i) * 1600),
+                                          i, f.header.timestamp_us))
+        segment = synthetic.write_closed_segment(acme_camera, frames, audio={"codec": "pcm_s16le", "rate": 16000,
+                                                                             "channels": 1})
+        for step in (pipeline.transcode_segment, pipeline.make_thumbnails, pipeline.archive_segment):
+            step(segment.id)
+    export = ClipExport.objects.create(device=acme_camera, requested_by=bob, start=Segment.objects.first().start,
+                                       end=Segment.objects.last().end)
+    assert exports.run_export(export.id) == "done"
+    export.refresh_from_db()
+    with archive.recordings_storage().open(export.storage_key, "rb") as f, av.open(f) as container:
+        assert container.streams.audio and container.streams.video
+        audio_seconds = sum(frame.samples for frame in container.decode(audio=0)) / 16000
+    assert audio_seconds == pytest.approx(4.0, abs=0.2)
