@@ -36,9 +36,12 @@ def clock_offset_us(capture_us: int, received_at: float) -> int:
 
 def create_segment(*, segment_id, device_id, start: datetime, codec: str, has_audio: bool,
                    spool_path: str, spool_host: str, writer: str) -> None:
+    from recordings.constants import spool_queue
+
     Segment.objects.create(
         id=segment_id, device_id=device_id, start=start, codec=codec, has_audio=has_audio,
-        spool_path=spool_path, spool_host=spool_host, writer=writer, state=SegmentState.RECORDING,
+        spool_path=spool_path, spool_host=spool_host, spool_queue=spool_queue(), writer=writer,
+        state=SegmentState.RECORDING,
     )
 
 

@@ -25,6 +25,7 @@ class Segment(models.Model):
     bytes = models.BigIntegerField(default=0, help_text="Size of the playable file (or the spool while recording)")
     spool_path = models.CharField(max_length=500, blank=True, help_text="Raw segment on the ingest host")
     spool_host = models.CharField(max_length=200, blank=True)
+    spool_queue = models.CharField(max_length=200, blank=True, help_text="Celery queue of the spool host's worker")
     storage_key = models.CharField(max_length=500, blank=True, help_text="Key of the MP4 in recordings storage")
     poster_key = models.CharField(max_length=500, blank=True)
     strip_key = models.CharField(max_length=500, blank=True)

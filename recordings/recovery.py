@@ -179,6 +179,16 @@ def requeue_stalled(host: str, now: datetime) -> int:
     return requeued
 
 
+def spool_queues() -> list[str]:
+    """Queues of the hosts that still hold unfinished spool segments (plus this
+    process's own, so a host whose rows were all lost still checks its disk)."""
+    unfinished = [SegmentState.RECORDING, SegmentState.CLOSED, SegmentState.TRANSCODING, SegmentState.READY]
+    queues = set(Segment.objects.filter(state__in=unfinished).exclude(spool_queue="")
+                 .order_by().values_list("spool_queue", flat=True).distinct())
+    queues.add(constants.spool_queue())
+    return sorted(queues)
+
+
 def _old_enough(path: Path, now: datetime) -> bool:
     """A brand-new file may be a live writer between creating the file and its row."""
     try:

@@ -115,7 +115,14 @@ def retention_task() -> dict:
 
 
 @shared_task(name="recordings.recover_spool_task", soft_time_limit=240, time_limit=300, acks_late=True)
-def recover_spool_task() -> dict:
+def recover_spool_task(fan_out: bool = True) -> dict:
+    """From beat (fan_out): send one local recovery to every spool host's queue,
+    since only the host holding a spool can recover it."""
     from recordings import recovery
 
+    if fan_out:
+        queues = recovery.spool_queues()
+        for queue in queues:
+            recover_spool_task.apply_async(kwargs={"fan_out": False}, queue=queue)
+        return {"fanned_out_to": queues}
     return recovery.recover_spool()

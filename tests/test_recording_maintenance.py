@@ -173,3 +173,18 @@ def test_recovery_requeues_segments_that_stopped_moving(acme_camera, queued, rec
     assert recover()["requeued"] == 2
     assert queued == [str(stuck_closed.id)] and archived_later == [str(stuck_ready.id)]
     assert str(fresh.id) not in queued and str(busy.id) not in queued
+
+
+@pytest.mark.django_db
+def test_the_beat_recovery_task_fans_out_to_every_spool_hosts_queue(acme_camera, monkeypatch, settings):
+    from recordings.tasks import recover_spool_task
+
+    sent = []
+    monkeypatch.setattr(recover_spool_task, "apply_async", lambda kwargs, queue: sent.append((queue, kwargs)))
+    elsewhere = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(2, T0))
+    Segment.objects.filter(pk=elsewhere.pk).update(spool_queue="spool.host-b")
+    done = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(2, T0 + 1_000_000))
+    Segment.objects.filter(pk=done.pk).update(spool_queue="spool.host-c", state=SegmentState.ARCHIVED)
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "SPOOL_QUEUE": "spool.host-a"}
+    assert recover_spool_task.run() == {"fanned_out_to": ["spool.host-a", "spool.host-b"]}
+    assert sent == [("spool.host-a", {"fan_out": False}), ("spool.host-b", {"fan_out": False})]
