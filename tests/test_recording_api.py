@@ -228,3 +228,22 @@ def test_an_export_of_segments_with_audio_keeps_the_audio(acme_camera, bob):
         assert container.streams.audio and container.streams.video
         audio_seconds = sum(frame.samples for frame in container.decode(audio=0)) / 16000
     assert audio_seconds == pytest.approx(4.0, abs=0.2)
+
+
+@pytest.mark.django_db
+def test_listing_and_playlist_queries_do_not_grow_with_the_number_of_segments(
+        client, personas, acme_camera):
+    def queries_for(path):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(path, RANGE).status_code == 200
+        return len(captured)
+
+    client.force_login(personas["viewer"])
+    recorded(acme_camera, count=1, frames=5)
+    few = [queries_for(f"/api/devices/{acme_camera.id}/{p}") for p in ("segments/", "playlist.m3u8")]
+    recorded(acme_camera, count=4, frames=5)
+    many = [queries_for(f"/api/devices/{acme_camera.id}/{p}") for p in ("segments/", "playlist.m3u8")]
+    assert few == many
