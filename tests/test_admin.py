@@ -272,3 +272,24 @@ def test_only_superusers_create_organisations(as_alice, admin_client):
     assert as_alice.get(reverse("admin:accounts_organisation_add")).status_code == 403
     assert admin_client.get(reverse("admin:accounts_organisation_add")).status_code == 200
     assert Organisation.objects.count() == 2
+
+
+def test_device_grants_offer_only_the_owners_members_and_devices_and_must_match(as_alice, acme, acme_camera, globex_camera, bob, mallory):
+    url = reverse("admin:accounts_devicegrant_add")
+    page = as_alice.get(url).content.decode()
+    assert "Front door" in page and "bob" in page
+    assert "Loading bay" not in page and "mallory" not in page
+    bobs = Membership.objects.get(user=bob)
+    response = as_alice.post(url, {"membership": bobs.pk, "device": str(globex_camera.pk)})
+    assert "Select a valid choice" in response.content.decode()
+    assert not bobs.grants.exists()
+    as_alice.post(url, {"membership": bobs.pk, "device": str(acme_camera.pk)})
+    assert list(bobs.grants.values_list("device", flat=True)) == [acme_camera.pk]
+
+
+def test_a_grant_cannot_join_a_member_to_another_organisations_device(acme, globex_camera, bob):
+    from accounts.admin import DeviceGrantForm
+
+    form = DeviceGrantForm(data={"membership": Membership.objects.get(user=bob).pk, "device": str(globex_camera.pk)})
+    assert not form.is_valid()
+    assert form.errors["__all__"] == ["The device must belong to the member's organisation."]
