@@ -62,6 +62,9 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
         if profiler:
             print(profiler.summary(), file=sys.stderr, flush=True)
         died = server.proc.poll() is not None
+        # The devices have closed their sockets; give the writers a moment to close
+        # their segments durably before the server is stopped (a separate concern).
+        phase_settle = wait_until_segments_closed(install, timeout=5.0) if recording else 0.0
     finally:
         server.stop(timeout=20)  # SIGTERM: sockets close, recorders close their segments
     r = run.result
@@ -72,6 +75,8 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
         phase.update(cpu_pct=usage.cpu_pct, cpu_us_per_frame=1e6 * usage.cpu_s / sent, rss_mb=usage.rss_max_bytes / 2**20,
                      frames_per_s=sent / usage.wall_s)
     phase["frames_recorded"] = recorded_frames(install) - frames_before
+    phase["segments_closed_after_s"] = phase_settle
+    phase["segments_by_state"] = segment_states(install)  # cumulative over the run
     if died:
         phase["error"] = "server process died"
     if r.get("error"):
@@ -88,6 +93,27 @@ def recorded_frames(install) -> int:
     from recordings.models import Segment
 
     return Segment.objects.filter(device_id__in=[d for d, _ in install.devices]).aggregate(n=Sum("frames"))["n"] or 0
+
+
+def wait_until_segments_closed(install, timeout: float) -> float | None:
+    """Seconds until no segment of this run is still 'recording'; None if it never happened."""
+    from recordings.models import Segment, SegmentState
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not Segment.objects.filter(device_id__in=[d for d, _ in install.devices], state=SegmentState.RECORDING).exists():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
+def segment_states(install) -> dict:
+    from django.db.models import Count
+
+    from recordings.models import Segment
+
+    rows = Segment.objects.filter(device_id__in=[d for d, _ in install.devices]).values("state").annotate(n=Count("id"))
+    return {row["state"]: row["n"] for row in rows}
 
 
 def fmt(value, spec):
@@ -149,6 +175,12 @@ def main(argv=None) -> int:
               f"| {sorted(set(p.get('device_close_codes') or [])) or 'none'} | {recorded} |")
     ok, summary = verdict(phases)
     print("\n" + summary)
+    for n, p in enumerate(phases, 1):
+        if p["recording"] and p["frames_recorded"] != p.get("device_sent_total"):
+            print(f"Note: phase {n} recorded {p['frames_recorded']} of {p.get('device_sent_total')} frames sent; "
+                  f"segments so far by state: {p['segments_by_state']}; all closed "
+                  f"{'after ' + format(p['segments_closed_after_s'], '.1f') + ' s' if p['segments_closed_after_s'] is not None else 'NOT within 5 s'} "
+                  "of the devices disconnecting")
     errors = [p["error"] for p in phases if p.get("error")]
     if errors:
         print("Errors: " + "; ".join(errors))
