@@ -26,6 +26,8 @@ import uuid
 import weakref
 from typing import Optional
 
+from django.db import close_old_connections
+
 from recordings import constants, lifecycle, recovery, spool
 from recordings.segmenting import OpenSegment, idle_expired, should_cut
 from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
@@ -148,7 +150,7 @@ class DeviceRecorder:
 
     # -- writer thread ----------------------------------------------------------
     def _run(self) -> None:
-        from django.db import close_old_connections, connection
+        from django.db import connection
 
         try:
             while True:
@@ -162,7 +164,6 @@ class DeviceRecorder:
                     break
                 if not batch:
                     time.sleep(constants.WRITER_POLL_SECONDS)
-                    close_old_connections()
             self._writer.finish_segment()
         except Exception:  # never let the thread die silently; the row is left for recovery
             log.exception("recorder writer for device %s crashed", self.device_id)
@@ -206,6 +207,11 @@ class DeviceRecorder:
                 async_to_sync(layer.group_send)(group, message)
         except Exception:  # the segment is durable whether or not the device hears of it
             log.warning("could not send segment.persisted for %s", message.get("segment_id"), exc_info=True)
+
+
+def _durable(fd: int) -> None:
+    """fdatasync where there is one: the data and the file size, not the mtime."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 _IOV_MAX = 512  # buffers per writev() call (Linux allows 1024)
@@ -323,8 +329,7 @@ class SpoolWriter:
 
     def _sync(self) -> bool:
         try:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            _durable(self.file.fileno())
         except OSError as exc:
             self._abandon(f"spool fsync failed: {exc.strerror or exc}")
             return False
@@ -351,6 +356,7 @@ class SpoolWriter:
                 "organisation_id": str(self.r.organisation_id), "codec": codec, "audio": self.r.audio,
                 "clock_offset_us": self.clock_offset_us,
                 "created": djtz.now().isoformat()}
+        close_old_connections()  # a long-lived thread: drop a connection the database closed
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Unbuffered: each batch is one writev() straight from the frames'

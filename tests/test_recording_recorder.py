@@ -128,18 +128,18 @@ def test_disk_errors_degrade_recording_and_keep_what_was_durable(acme_camera, qu
     while Segment.objects.count() == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(constants.PART_SECONDS + 0.3)  # let one part be fsynced
-    real_fsync = os.fsync
+    real_durable = recorder._durable
 
     def failing_fsync(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", failing_fsync)
+    monkeypatch.setattr(recorder, "_durable", failing_fsync)
     feed_jpeg(rec, 5, start_seq=5, t0=T0 + 500_000)
     deadline = time.monotonic() + 10
     while rec.state != "degraded" and time.monotonic() < deadline:
         time.sleep(0.02)
     assert rec.state == "degraded" and "No space" in rec.degraded_reason
-    monkeypatch.setattr(os, "fsync", real_fsync)
+    monkeypatch.setattr(recorder, "_durable", real_durable)
     rec.close()
     assert rec.join(10)
     segment = Segment.objects.get()
