@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from streams.protocol import HEADER_SIZE, Frame, FrameHeader, pack_header, parse_header
+from streams.protocol import HEADER, HEADER_SIZE, KIND_NAMES, MAGIC as MAGIC_BYTE, VERSION, Frame, FrameHeader, pack_header
 
 MAGIC = b"SLSPOOL1"
 _LEN = struct.Struct(">I")
@@ -82,32 +82,48 @@ class SpoolContents:
     torn_bytes: int  # bytes after the last whole record (a crash mid-write)
 
 
-def iter_records(f: BinaryIO, stats: dict | None = None) -> Iterator[SpoolRecord]:
-    """Yield whole records; stop at a torn or garbled tail (counted in stats["torn_bytes"])."""
+_PREFIX = _RECEIVED.size + HEADER_SIZE  # bytes of a record before its payload
+
+
+def _stored_header(raw: bytes, payload_len: int) -> FrameHeader:
+    magic, version, kind, flags, seq, ts, index, count, length = HEADER.unpack(raw)
+    if magic != MAGIC_BYTE or version != VERSION or kind not in KIND_NAMES or length != payload_len:
+        raise SpoolFormatError("garbled record header")
+    return FrameHeader(kind, flags, seq, ts, index, count, length)
+
+
+def iter_records(f: BinaryIO, stats: dict | None = None, payload_kinds=None) -> Iterator[SpoolRecord]:
+    """Yield whole records; stop at a torn or garbled tail (counted in stats["torn_bytes"]).
+
+    payload_kinds: read payloads only of these kinds (others come back empty,
+    skipped with a seek), so an index of a large spool costs little memory.
+    """
+    size = os.fstat(f.fileno()).st_size
     while True:
         start = f.tell()
-        raw = f.read(_LEN.size)
+        raw = f.read(_LEN.size + _PREFIX)
         if not raw:
             return
-        torn = len(raw) != _LEN.size
-        if not torn:
-            (length,) = _LEN.unpack(raw)
-            torn = length < _RECEIVED.size + HEADER_SIZE or length > _MAX_RECORD
-        body = b"" if torn else f.read(length)
-        if torn or len(body) != length:
+        header = None
+        if len(raw) == _LEN.size + _PREFIX:
+            (length,) = _LEN.unpack_from(raw)
+            payload_len = length - _PREFIX
+            if 0 <= payload_len <= _MAX_RECORD and start + _LEN.size + length <= size:
+                try:
+                    header = _stored_header(raw[_LEN.size + _RECEIVED.size:], payload_len)
+                except (SpoolFormatError, struct.error):
+                    header = None
+        if header is None:
             if stats is not None:
-                f.seek(0, os.SEEK_END)
-                stats["torn_bytes"] = f.tell() - start
+                stats["torn_bytes"] = size - start
             return
-        (received_at,) = _RECEIVED.unpack_from(body)
-        try:
-            header = parse_header(body[_RECEIVED.size:], max_frame_bytes=_MAX_RECORD)
-        except Exception:
-            if stats is not None:
-                f.seek(0, os.SEEK_END)
-                stats["torn_bytes"] = f.tell() - start
-            return
-        yield SpoolRecord(header, body[_RECEIVED.size + HEADER_SIZE:], received_at)
+        (received_at,) = _RECEIVED.unpack_from(raw, _LEN.size)
+        if payload_kinds is None or header.kind in payload_kinds:
+            payload = f.read(payload_len)
+        else:
+            f.seek(payload_len, os.SEEK_CUR)
+            payload = b""
+        yield SpoolRecord(header, payload, received_at)
 
 
 def read_spool(path: Path | str) -> SpoolContents:

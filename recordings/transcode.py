@@ -297,36 +297,51 @@ def _interval_ticks(units: list[tuple[int, bytes]], index: int) -> int:
 
 
 def transcode_spool(spool_path, out_path) -> TranscodeResult:
-    """One spool segment (recordings/spool.py) -> fMP4. Picks encode or remux by codec."""
-    contents = spool.read_spool(spool_path)
-    video = [(r.header.timestamp_us, r.payload) for r in contents.records if r.header.kind in (KIND_JPEG, KIND_H264)]
-    audio = _audio_input(contents)
-    if contents.meta.get("codec") == "h264":
+    """One spool segment (recordings/spool.py) -> fMP4. Picks encode or remux by codec.
+
+    JPEG payloads are streamed from the file into the decoder, never all held
+    in memory; a first pass reads only record headers and the (small) audio.
+    """
+    with open(spool_path, "rb") as f:
+        meta = spool.read_file_header(f)
+        index = list(spool.iter_records(f, payload_kinds={KIND_AUDIO}))
+    audio = _audio_input(meta, index)
+    if meta.get("codec") == "h264":
         # A segment cut without a keyframe starts mid-GOP: those pictures cannot
         # be decoded on their own, so they are skipped and counted as corrupt.
-        records = [r for r in contents.records if r.header.kind == KIND_H264]
-        first_key = next((i for i, r in enumerate(records) if r.header.keyframe), None)
+        units = [(r.header.timestamp_us, r.payload, r.header.keyframe)
+                 for r in spool.read_spool(spool_path).records if r.header.kind == KIND_H264]
+        first_key = next((i for i, (_, _, key) in enumerate(units) if key), None)
         if first_key is None:
-            raise TranscodeError(f"no H.264 keyframe in {len(records)} access units")
-        result = remux_h264(video[first_key:], out_path, audio)
+            raise TranscodeError(f"no H.264 keyframe in {len(units)} access units")
+        result = remux_h264([(ts, au) for ts, au, _ in units[first_key:]], out_path, audio)
         result.corrupt_frames = first_key
         return result
-    fps = _nominal_fps(video)
-    return transcode_jpeg_frames(video, out_path, audio, nominal_fps=fps)
+    stamps = [r.header.timestamp_us for r in index if r.header.kind == KIND_JPEG]
+
+    def jpeg_frames() -> Iterator[tuple[int, bytes]]:
+        with open(spool_path, "rb") as f:
+            spool.read_file_header(f)
+            for record in spool.iter_records(f, payload_kinds={KIND_JPEG}):
+                if record.header.kind == KIND_JPEG:
+                    yield record.header.timestamp_us, record.payload
+
+    return transcode_jpeg_frames(jpeg_frames(), out_path, audio, nominal_fps=_nominal_fps(stamps))
 
 
-def _audio_input(contents: spool.SpoolContents) -> AudioInput | None:
-    meta = contents.meta.get("audio") or {}
-    chunks = [(r.header.timestamp_us, r.payload) for r in contents.records if r.header.kind == KIND_AUDIO]
-    if not chunks or meta.get("codec", "pcm_s16le") != "pcm_s16le":
+def _audio_input(meta: dict, records) -> AudioInput | None:
+    params = meta.get("audio") or {}
+    chunks = [(r.header.timestamp_us, r.payload) for r in records if r.header.kind == KIND_AUDIO]
+    if not chunks or params.get("codec", "pcm_s16le") != "pcm_s16le":
         return None
-    return AudioInput(rate=int(meta.get("rate", 16000)), channels=int(meta.get("channels", 1)), chunks=chunks)
+    return AudioInput(rate=int(params.get("rate", 16000)), channels=int(params.get("channels", 1)), chunks=chunks)
 
 
-def _nominal_fps(video: list[tuple[int, bytes]]) -> float:
-    if len(video) < 2 or video[-1][0] <= video[0][0]:
+def _nominal_fps(stamps: list[int]) -> float:
+    """Average frame rate from capture times (x264 rate control wants one)."""
+    if len(stamps) < 2 or stamps[-1] <= stamps[0]:
         return 15.0
-    return max(1.0, min(120.0, (len(video) - 1) * 1_000_000 / (video[-1][0] - video[0][0])))
+    return max(1.0, min(120.0, (len(stamps) - 1) * 1_000_000 / (stamps[-1] - stamps[0])))
 
 
 def transcode_jpeg_directory(directory, out_path, fps: float = 15.0) -> TranscodeResult:

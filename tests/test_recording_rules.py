@@ -78,6 +78,29 @@ def test_a_torn_last_record_is_ignored_and_can_be_cut_off(tmp_path):
     assert spool.read_spool(path).torn_bytes == 0 and len(spool.read_spool(path).records) == 2
 
 
+def test_an_index_pass_reads_only_the_payloads_asked_for(tmp_path):
+    path = tmp_path / "a.spool"
+    with open(path, "wb") as f:
+        f.write(spool.encode_file_header({}))
+        f.write(spool.encode_record(synthetic.frame(1, b"J" * 500, 0, 10), 1.0))
+        f.write(spool.encode_record(synthetic.frame(3, b"A" * 50, 0, 11), 1.0))
+    with open(path, "rb") as f:
+        spool.read_file_header(f)
+        records = list(spool.iter_records(f, payload_kinds={3}))
+    assert [(r.header.kind, r.header.frame_length, r.payload) for r in records] == [(1, 500, b""), (3, 50, b"A" * 50)]
+
+
+def test_a_garbled_record_ends_the_readable_part(tmp_path):
+    path = tmp_path / "a.spool"
+    whole = bytearray(spool_bytes(3))
+    second = len(spool.encode_file_header({"codec": "jpeg"})) + len(spool_bytes(1)) - len(
+        spool.encode_file_header({"codec": "jpeg"}))
+    whole[second + 12] = 0x00  # the magic byte of the second record's protocol header
+    path.write_bytes(bytes(whole))
+    contents = spool.read_spool(path)
+    assert len(contents.records) == 1 and contents.torn_bytes == len(whole) - second
+
+
 def test_a_file_that_is_not_a_spool_is_refused(tmp_path):
     path = tmp_path / "x.spool"
     path.write_bytes(b"hello world")
