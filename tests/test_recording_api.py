@@ -2,7 +2,6 @@
 import hashlib
 import io
 import json
-from datetime import timedelta
 
 import av
 import pytest

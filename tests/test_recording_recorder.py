@@ -3,7 +3,6 @@ import os
 import time
 
 import pytest
-from django.test import override_settings
 
 from recordings import constants, lifecycle, recorder, spool, synthetic
 from recordings.models import Segment, SegmentState

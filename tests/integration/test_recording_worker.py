@@ -21,7 +21,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
-from recordings import archive, constants, pipeline, recorder, synthetic
+from recordings import archive, constants, recorder, synthetic
 from recordings.models import Segment, SegmentState
 from streams.groups import device_group
 from streams.protocol import KIND_JPEG
