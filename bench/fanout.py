@@ -131,6 +131,7 @@ def run_cell(target: Target, viewers: int, payload: Path, timing: dict, viewer_d
     cell = {"server": target.kind, "n": viewers, **r}
     if server:
         cell["server_cpu_pct"] = server.cpu_pct
+        cell["server_sys_pct"] = 100 * server.sys_s / server.wall_s if server.wall_s else None
         cell["server_rss_mb"] = server.rss_max_bytes / 2**20
         delivered = r.get("delivered_frames") or 0
         cell["cpu_us_per_frame"] = 1e6 * server.cpu_s / delivered if delivered else None
@@ -259,12 +260,14 @@ def main(argv=None) -> int:
             target = Target(kind, install, workdir, args.uvicorn_args.split())
             try:
                 for n in counts:
+                    cell_started = time.monotonic()
                     cell = run_cell(target, n, payload, timing, args.viewer_deflate, redis_pids, args.profile)
                     if not target.alive():
                         cell["error"] = "server process died"
                     cells.append(cell)
                     print(f"bench:   N={n}: loss {fmt(cell.get('loss_pct'), '.2f')} %, p99 {fmt(cell.get('latency_p99_ms'), '.1f')} ms, "
-                          f"server {fmt(cell.get('server_cpu_pct'), '.0f')} % CPU, {fmt(cell.get('cpu_us_per_frame'), '.0f')} µs/frame",
+                          f"server {fmt(cell.get('server_cpu_pct'), '.0f')} % CPU, {fmt(cell.get('cpu_us_per_frame'), '.0f')} µs/frame "
+                          f"({time.monotonic() - cell_started:.1f} s)",
                           file=sys.stderr, flush=True)
                     time.sleep(0.5)
             finally:

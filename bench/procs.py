@@ -95,6 +95,7 @@ class Usage:
 
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    sys_s: float = 0.0  # the kernel's share of cpu_s (socket copies, writes, fsync)
     rss_max_bytes: int = 0
     per_process: dict = field(default_factory=dict)
 
@@ -121,7 +122,7 @@ class UsageMeter:
         for p in self.procs:
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
-                out[p.pid] = t.user + t.system
+                out[p.pid] = (t.user + t.system, t.system)
         return out
 
     def _sample(self) -> None:
@@ -142,8 +143,9 @@ class UsageMeter:
         wall = time.monotonic() - self._t0
         self._stop.set()
         self._thread.join()
-        per = {pid: cpu1.get(pid, 0.0) - self._cpu0.get(pid, 0.0) for pid in self._cpu0}
-        return Usage(sum(per.values()), wall, sum(self._rss_max.values()), per)
+        per = {pid: cpu1.get(pid, (0.0, 0.0))[0] - self._cpu0[pid][0] for pid in self._cpu0}
+        sys_s = sum(cpu1.get(pid, (0.0, 0.0))[1] - self._cpu0[pid][1] for pid in self._cpu0)
+        return Usage(sum(per.values()), wall, sys_s, sum(self._rss_max.values()), per)
 
 
 @dataclass

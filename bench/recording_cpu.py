@@ -72,7 +72,7 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
     sent = sum(r.get("device_sent") or [0])
     phase = {"recording": recording, **r}
     if usage and sent:
-        phase.update(cpu_pct=usage.cpu_pct, cpu_us_per_frame=1e6 * usage.cpu_s / sent, rss_mb=usage.rss_max_bytes / 2**20,
+        phase.update(cpu_pct=usage.cpu_pct, sys_pct=100 * usage.sys_s / usage.wall_s, cpu_us_per_frame=1e6 * usage.cpu_s / sent, rss_mb=usage.rss_max_bytes / 2**20,
                      frames_per_s=sent / usage.wall_s)
     phase["frames_recorded"] = recorded_frames(install) - frames_before
     phase["segments_closed_after_s"] = phase_settle
@@ -166,11 +166,11 @@ def main(argv=None) -> int:
 
     print(f"\n### Ingest CPU, recording off vs on: {DEVICES} cameras × {FPS} fps × {FRAME_BYTES // 1024} KB JPEG, "
           f"one uvicorn process, {args.measure:.0f} s measured per phase after {args.warmup:.0f} s warm-up\n")
-    print("| phase | recording | frames/s ingested | server CPU % | CPU µs/frame | RSS MB | device closes | frames recorded / sent |")
-    print("|---:|---|---:|---:|---:|---:|---|---:|")
+    print("| phase | recording | frames/s ingested | server CPU % | of which kernel % | CPU µs/frame | RSS MB | device closes | frames recorded / sent |")
+    print("|---:|---|---:|---:|---:|---:|---:|---|---:|")
     for n, p in enumerate(phases, 1):
         recorded = f"{p['frames_recorded']} / {p.get('device_sent_total')}" if p["recording"] else "—"
-        print(f"| {n} | {'on' if p['recording'] else 'off'} | {fmt(p.get('frames_per_s'), '.0f')} | {fmt(p.get('cpu_pct'), '.1f')} "
+        print(f"| {n} | {'on' if p['recording'] else 'off'} | {fmt(p.get('frames_per_s'), '.0f')} | {fmt(p.get('cpu_pct'), '.1f')} | {fmt(p.get('sys_pct'), '.1f')} "
               f"| {fmt(p.get('cpu_us_per_frame'), '.0f')} | {fmt(p.get('rss_mb'), '.0f')} "
               f"| {sorted(set(p.get('device_close_codes') or [])) or 'none'} | {recorded} |")
     ok, summary = verdict(phases)
