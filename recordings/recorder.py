@@ -326,6 +326,12 @@ class SpoolWriter:
             self._sync()
         if self.open is not None and idle_expired(self.last_received, now, self.r.segment_seconds):
             self.finish_segment()
+        elif self.open is not None and now - self.open.opened_at >= self.r.max_segment_seconds:
+            # Capture times that do not advance (a stuck camera clock) never cut by
+            # the rule above; wall time bounds every segment so recovery's age
+            # test can never mistake a live writer for a dead one.
+            self.start_mid_gop = self.open.codec == "h264"
+            self.finish_segment()
 
     def _sync(self) -> bool:
         try:

@@ -220,3 +220,18 @@ def test_an_h264_recording_starts_at_the_first_keyframe(acme_camera, queued, per
     assert rec.join(10)
     segment = Segment.objects.get()
     assert (segment.first_seq, segment.frames) == (10, 15) and rec.dropped_frames == 7
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stuck_camera_clock_still_gets_segments_cut_by_wall_time(acme_camera, queued, persisted):
+    rec = make_recorder(acme_camera, seconds=0.2)  # max segment: 0.6 s of wall time
+    t_end = time.monotonic() + 1.5
+    seq = 0
+    while time.monotonic() < t_end:
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(seq), seq, T0), time.time())  # same timestamp
+        seq += 1
+        time.sleep(0.05)
+    rec.close()
+    assert rec.join(10)
+    segments = list(Segment.objects.order_by("created_at"))
+    assert len(segments) >= 2 and sum(s.frames for s in segments) == seq
