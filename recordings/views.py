@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from accounts import tenancy
 from accounts.permissions import EXPORT, MANAGE, VIEW
@@ -97,17 +97,17 @@ def _serve_segment_file(request, segment_id, which: str, key_field: str, content
     raise Http404("Not available")
 
 
-@require_GET
+@require_safe
 def video(request, segment_id):
     return _serve_segment_file(request, segment_id, "mp4", "storage_key", "video/mp4")
 
 
-@require_GET
+@require_safe
 def poster(request, segment_id):
     return _serve_segment_file(request, segment_id, "poster", "poster_key", "image/jpeg")
 
 
-@require_GET
+@require_safe
 def strip(request, segment_id):
     return _serve_segment_file(request, segment_id, "strip", "strip_key", "image/jpeg")
 

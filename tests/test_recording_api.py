@@ -246,3 +246,10 @@ def test_listing_and_playlist_queries_do_not_grow_with_the_number_of_segments(
     recorded(acme_camera, count=4, frames=5)
     many = [queries_for(f"/api/devices/{acme_camera.id}/{p}") for p in ("segments/", "playlist.m3u8")]
     assert few == many
+
+
+@pytest.mark.django_db
+def test_media_answers_head_requests_with_its_size(client, personas, segments):
+    client.force_login(personas["viewer"])
+    response = client.head(f"/media/segments/{segments[0].id}/video.mp4")
+    assert response.status_code == 200 and response["Content-Length"] == str(segments[0].bytes)
