@@ -269,7 +269,7 @@ def main(argv=None) -> int:
                           f"server {fmt(cell.get('server_cpu_pct'), '.0f')} % CPU, {fmt(cell.get('cpu_us_per_frame'), '.0f')} µs/frame "
                           f"({time.monotonic() - cell_started:.1f} s)",
                           file=sys.stderr, flush=True)
-                    time.sleep(0.5)
+                    time.sleep(0.2)
             finally:
                 target.stop()
     finally:
