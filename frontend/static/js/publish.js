@@ -3,6 +3,7 @@
 // behind the 24-byte header, pong for ping, ack for command (docs/protocol.md).
 import { formatBytes, readConfig } from './lib/format.js';
 import { KIND_JPEG, encodeFrame, nowUs } from './lib/protocol.js';
+import { parseResolution, validateSettings } from './lib/settings.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
 const config = readConfig();
@@ -26,7 +27,6 @@ const state = window.sightline = {
   errors: [],
 };
 
-const RESOLUTION = /^(\d{2,4})x(\d{2,4})$/;
 let session = null;
 
 class PublishSession {
@@ -102,7 +102,7 @@ class PublishSession {
   /** Validate a command's settings; apply all of them or none. */
   command(message) {
     const settings = message.settings || {};
-    const problem = validate(settings, this.limits);
+    const problem = validateSettings(settings, { maxFps: this.limits.max_fps || 60 });
     if (problem) return { type: 'ack', id: message.id, ok: false, error: problem };
     this.apply(settings);
     return { type: 'ack', id: message.id, ok: true, applied: settings };
@@ -168,31 +168,10 @@ class PublishSession {
   }
 }
 
-function parseResolution(value) {
-  const m = RESOLUTION.exec(value || '');
-  return m ? [Number(m[1]), Number(m[2])] : [640, 360];
-}
-
 function pickKnown(settings) {
   const out = {};
   for (const key of ['brightness', 'contrast', 'fps', 'resolution']) if (key in settings) out[key] = settings[key];
   return out;
-}
-
-export function validate(settings, limits) {
-  for (const [key, value] of Object.entries(settings)) {
-    if (key === 'brightness' || key === 'contrast') {
-      if (!Number.isInteger(value) || value < -100 || value > 100) return `invalid: ${key} must be an integer in -100..100`;
-    } else if (key === 'fps') {
-      if (!Number.isInteger(value) || value < 1 || value > (limits.max_fps || 60)) return `invalid: fps must be an integer in 1..${limits.max_fps || 60}`;
-    } else if (key === 'resolution') {
-      const m = RESOLUTION.exec(String(value));
-      if (!m || Number(m[1]) > 1920 || Number(m[2]) > 1080) return 'invalid: resolution must be WxH up to 1920x1080';
-    } else {
-      return `invalid: this browser does not support setting ${key}`;
-    }
-  }
-  return null;
 }
 
 function showState(name, detail = '') {

@@ -2,6 +2,7 @@
 // (hls.js over MSE; the browser's own HLS where there is no MSE), seek, day jumps, export.
 import { getJson, postJson } from './lib/api.js';
 import { clock, formatBytes, isoDay, readConfig } from './lib/format.js';
+import { MediaMap, mapFromSegments } from './lib/mediamap.js';
 import { Timeline, ZOOM_SPANS } from './lib/timeline.js';
 
 const config = readConfig();
@@ -25,26 +26,11 @@ const state = window.sightline = {
   errors: [],
 };
 
-// -- the media timeline: wall clock <-> position in the HLS stream --------------------
-// Filled from the playlist's EXT-X-PROGRAM-DATE-TIME (hls.js fragments) or, with native HLS,
-// from the segments list in order. [{mediaStart, duration, wallStart}]
-let fragments = [];
-
-function wallToMedia(ms) {
-  for (const f of fragments) {
-    const end = f.wallStart + f.duration * 1000;
-    if (ms < f.wallStart) return f.mediaStart;  // in a gap: play what comes next
-    if (ms < end) return f.mediaStart + (ms - f.wallStart) / 1000;
-  }
-  return null;
-}
-
-function mediaToWall(t) {
-  for (const f of fragments) {
-    if (t < f.mediaStart + f.duration + 0.001) return f.wallStart + Math.max(0, t - f.mediaStart) * 1000;
-  }
-  return null;
-}
+// Wall clock <-> position in the HLS stream: from the playlist's EXT-X-PROGRAM-DATE-TIME
+// (hls.js fragments) or, with native HLS, from the playable segments in order.
+let media = new MediaMap();
+const wallToMedia = (ms) => media.wallToMedia(ms);
+const mediaToWall = (t) => media.mediaToWall(t);
 
 // -- playback engine ------------------------------------------------------------
 let hls = null;
@@ -75,10 +61,10 @@ function loadPlaylist() {
       hls?.destroy();
       hls = new Hls({ maxBufferLength: 20, backBufferLength: 30, enableWorker: true });
       hls.on(Hls.Events.LEVEL_LOADED, (_e, data) => {
-        fragments = data.details.fragments
+        media = new MediaMap(data.details.fragments
           .filter((f) => f.programDateTime)
-          .map((f) => ({ mediaStart: f.start, duration: f.duration, wallStart: f.programDateTime }));
-        state.fragments = fragments.length;
+          .map((f) => ({ mediaStart: f.start, duration: f.duration, wallStart: f.programDateTime })));
+        state.fragments = media.length;
         state.playlistLoaded = true;
         resolve();
       });
@@ -95,13 +81,8 @@ function loadPlaylist() {
       hls.loadSource(url);
       hls.attachMedia(video);
     } else {
-      fragments = [];
-      let at = 0;
-      for (const s of state.segments.filter(playable)) {
-        fragments.push({ mediaStart: at, duration: s.duration, wallStart: Date.parse(s.start) });
-        at += s.duration;
-      }
-      state.fragments = fragments.length;
+      media = mapFromSegments(state.segments.filter(playable));
+      state.fragments = media.length;
       video.src = url;
       video.addEventListener('loadedmetadata', () => { state.playlistLoaded = true; resolve(); }, { once: true });
       video.addEventListener('error', () => reject(new Error('playlist failed to load')), { once: true });
@@ -113,7 +94,7 @@ function loadPlaylist() {
 function stopPlayback() {
   hls?.destroy();
   hls = null;
-  fragments = [];
+  media = new MediaMap();
   state.fragments = 0;
   state.playlistLoaded = false;
   state.playing = false;
@@ -131,7 +112,7 @@ let pendingSeek = null;
 async function seekTo(wallMs) {
   wallMs = Math.max(currentDay.start, Math.min(currentDay.end - 1, wallMs));
   const lastPlayable = state.segments.filter(playable).at(-1);
-  const coveredUntil = fragments.length ? fragments.at(-1).wallStart + fragments.at(-1).duration * 1000 : 0;
+  const coveredUntil = media.coveredUntil;
   if (lastPlayable && Date.parse(lastPlayable.end) > coveredUntil && wallMs >= coveredUntil - 1000) {
     // Newer segments became playable since the playlist was loaded (today): reload it first.
     try { await loadPlaylist(); } catch (error) { status(error.message); return; }
@@ -227,8 +208,7 @@ async function showDay(isoDate) {
   if (!ready.length || !state.engine) return;
   if (ready[0].poster_url) video.poster = ready[0].poster_url;
   try { await loadPlaylist(); } catch (error) { status(error.message); }
-  const first = fragments[0];
-  if (first) timeline.setPlayhead(first.wallStart);
+  if (media.length) timeline.setPlayhead(media.fragments[0].wallStart);
 }
 
 /** Zoom so the day's recordings fill the view: short recordings would be slivers at 24 h. */
