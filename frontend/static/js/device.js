@@ -80,6 +80,7 @@ function handleMessage(message) {
       break;
     case 'stats':
       state.serverStats = message;
+      player.noteServerTime(message.server_ts);
       state.drops = (message.drops || 0) + player.localDrops;
       break;
     case 'presence':

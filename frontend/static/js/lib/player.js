@@ -19,6 +19,14 @@ export class LivePlayer {
     this.lastSeq = null;
     this.meter = new RateMeter();
     this.decoder = null;       // 'createImageBitmap' | 'webcodecs' | 'unsupported', once a frame arrived
+    this.clockOffsetMs = 0;    // server clock minus ours, when they disagree noticeably
+  }
+
+  /** Correct latency for a browser clock that is off: server_ts arrives with each stats message. */
+  noteServerTime(serverTs) {
+    if (!Number.isFinite(serverTs)) return;
+    const offset = serverTs * 1000 - Date.now();
+    this.clockOffsetMs = Math.abs(offset) > 250 ? offset : 0;  // below that it is transit time, not skew
   }
 
   /** Feed one binary WebSocket message. */
@@ -81,7 +89,7 @@ export class LivePlayer {
     }
     this.ctx.drawImage(source, 0, 0, width, height);
     this.framesDrawn++;
-    const latencyMs = Date.now() - timestampUs / 1000;
+    const latencyMs = Date.now() + this.clockOffsetMs - timestampUs / 1000;
     this.meter.drawn(latencyMs);
     this.onDraw({ framesDrawn: this.framesDrawn, latencyMs, width, height });
   }
