@@ -279,10 +279,14 @@ def test_an_ingest_killed_mid_segment_is_recovered_within_the_crash_window(stack
     assert segment.state == SegmentState.CLOSED
     assert segment.first_seq == 0 and segment.frames == segment.last_seq + 1
     # Lost: at most what arrived after the last fsync -- one part plus one writer poll.
-    window = constants.PART_SECONDS + constants.WRITER_POLL_SECONDS + 0.25
+    # The documented window is one part plus one writer poll; the slack absorbs
+    # scheduling delays of a busy 2-core machine (the writer thread is starved,
+    # not wrong), and is still far below the 3 s of frames that were sent.
+    window = constants.PART_SECONDS + constants.WRITER_POLL_SECONDS
+    slack = 0.8
     lost = [seq for seq, at in sent.items() if seq > segment.last_seq]
-    assert all(sent[seq] >= killed_at - window - 0.5 for seq in lost), (lost, killed_at)
-    assert len(lost) <= (window + 0.5) * 10 + 2
+    assert all(sent[seq] >= killed_at - window - slack for seq in lost), (lost, killed_at)
+    assert len(lost) <= (window + slack) * 10 + 1
 
     stack.start_worker()
     wait_until(lambda: states([segment.id]).get(segment.id) == SegmentState.ARCHIVED, 60, "recovered segment archived")
