@@ -157,7 +157,7 @@ def table(cells: list[dict]) -> str:
     ]
     for c in cells:
         if c.get("error"):
-            lines.append(f"| {c['server']} | {c['n']} | error: {c['error']} |" + " |" * 10)
+            lines.append(f"| {c['server']} | {c['n']} | error: {c['error']} |" + " |" * 9)
             continue
         base = node.get(c["n"])
         ratio = c["cpu_us_per_frame"] / base if base and c.get("cpu_us_per_frame") else None
