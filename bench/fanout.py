@@ -257,7 +257,12 @@ def main(argv=None) -> int:
         redis_pids = redis_server_pids(install.redis_url) if install else []
         for kind in kinds:
             print(f"bench: {kind} ...", file=sys.stderr, flush=True)
-            target = Target(kind, install, workdir, args.uvicorn_args.split())
+            try:
+                target = Target(kind, install, workdir, args.uvicorn_args.split())
+            except Exception as error:  # report it and go on with the other servers
+                print(f"bench: {kind} did not start: {error}", file=sys.stderr, flush=True)
+                cells.extend({"server": kind, "n": n, "error": "server did not start"} for n in counts)
+                continue
             try:
                 for n in counts:
                     cell_started = time.monotonic()
