@@ -19,6 +19,7 @@ cd "$ROOT"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 PROBE="$ROOT/scripts/lib/probe.py"
+APT_LOG="$ROOT/var/log/apt.log"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
 
 if [ -t 1 ]; then _B=$'\033[1m' _R=$'\033[0m' _Y=$'\033[33m' _E=$'\033[31m'; else _B="" _R="" _Y="" _E=""; fi
@@ -43,13 +44,18 @@ can_install() {
 }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 apt_install() {
-    say "installing Debian packages: $* (apt-get)"
+    say "installing Debian packages: $* (apt-get; output in ${APT_LOG#"$ROOT"/})"
+    mkdir -p "$(dirname "$APT_LOG")"
     export DEBIAN_FRONTEND=noninteractive
     if [ "$_APT_UPDATED" = 0 ]; then
-        as_root apt-get update -qq || warn "apt-get update failed; trying the install anyway"
+        as_root apt-get update -q >>"$APT_LOG" 2>&1 || warn "apt-get update failed; trying the install anyway"
         _APT_UPDATED=1
     fi
-    as_root apt-get install -y -qq --no-install-recommends "$@" </dev/null
+    if ! as_root apt-get install -y -q --no-install-recommends "$@" </dev/null >>"$APT_LOG" 2>&1; then
+        tail -n 20 "$APT_LOG" >&2
+        warn "apt-get install $* failed (full output in $APT_LOG)"
+        return 1
+    fi
 }
 
 # -- Python ---------------------------------------------------------------------
