@@ -153,3 +153,31 @@ def test_the_set_up_scripts_are_valid_bash_and_ci_calls_the_test_command():
     for script in ("scripts/run", "scripts/test", "scripts/lib/common.sh", ".ci/run"):
         assert subprocess.run(["bash", "-n", str(ROOT / script)]).returncode == 0, script
     assert "exec bash scripts/test" in (ROOT / ".ci/run").read_text()
+
+
+@pytest.mark.integration
+def test_the_run_command_brings_up_a_portal_whose_demo_login_works(tmp_path):
+    """`bash scripts/run --check`: install check, migrate, seed, server, worker, beat,
+    cameras if the agent exists; then it logs in to the admin and stops everything."""
+    import os
+    import signal
+
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY"}}
+    env.update(SIGHTLINE_VAR_DIR=str(tmp_path / "var"), PORT=str(_closed_port()), SIGHTLINE_APT="0", CI="true")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    process = subprocess.Popen(
+        ["bash", str(ROOT / "scripts/run"), "--check"],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, output[-4000:]
+    assert "smoke: logged in to the admin as owner" in output
+    assert "everything answered" in output and "stopped" in output
+    assert sorted(path.name for path in (tmp_path / "var/demo").iterdir()) == ["lobby-camera.token", "yard-camera.token"]
+    assert {path.name for path in (tmp_path / "var/log").glob("*.log")} >= {"beat.log", "web.log", "worker.log"}

@@ -7,7 +7,7 @@ psycopg from the project's virtualenv when a probe needs them).
     probe.py free-port                 print a free TCP port on 127.0.0.1
     probe.py port-free HOST PORT       exit 0 if HOST:PORT can be bound
     probe.py wait-http URL SECONDS     wait until URL answers 200 (prints the last answer otherwise)
-    probe.py smoke BASE_URL USER PASSWORD [DEVICE_NAME ...]
+    probe.py smoke BASE_URL USER PASSWORD [DEVICE_NAME ...] [--seconds N]
                                        log in to the admin, check the demo devices are listed,
                                        and wait for each named device to come online
 
@@ -162,7 +162,10 @@ def main(argv: list[str]) -> int:
     if command == "wait-http" and len(args) == 2:
         return 0 if wait_http(args[0], float(args[1])) else 1
     if command == "smoke" and len(args) >= 3:
-        return 0 if smoke(args[0].rstrip("/"), args[1], args[2], args[3:]) else 1
+        seconds = 45.0
+        if len(args) >= 5 and args[-2] == "--seconds":
+            seconds, args = float(args[-1]), args[:-2]
+        return 0 if smoke(args[0].rstrip("/"), args[1], args[2], args[3:], seconds) else 1
     print(__doc__, file=sys.stderr)
     return 2
 
