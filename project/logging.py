@@ -1,4 +1,9 @@
-"""Logging: one JSON object per line in production, via structlog's stdlib bridge."""
+"""Logging: one JSON object per line in production, via structlog's stdlib bridge.
+
+Everything goes through the root logger's one handler: Django, Channels,
+structlog loggers, uvicorn (whose own handlers are replaced) and Celery
+(settings: CELERY_WORKER_HIJACK_ROOT_LOGGER = False).
+"""
 import structlog
 
 _SHARED = [
@@ -40,6 +45,10 @@ def build_logging_config(fmt: str, level: str) -> dict:
         "loggers": {
             "django.channels.server": {"level": "WARNING"},
             "daphne": {"level": "WARNING"},
-            "uvicorn.access": {"level": "WARNING"},
+            # uvicorn installs its own plain-text handlers before it imports the
+            # application; these replace them so its lines are structured too.
+            "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"handlers": [], "level": "INFO", "propagate": True},
+            "uvicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },
     }

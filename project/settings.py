@@ -136,6 +136,8 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Keep Django's LOGGING (JSON lines) in workers instead of Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # One beat scheduler (`celery -A project beat`): retention and spool recovery.
 CELERY_BEAT_SCHEDULE = {
     "recordings-retention": {"task": "recordings.retention_task", "schedule": 300.0},

@@ -8,8 +8,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 EMIT = """
-import logging, django, structlog
+import logging, logging.config, django, structlog
+from uvicorn.config import LOGGING_CONFIG
+logging.config.dictConfig(LOGGING_CONFIG)  # as uvicorn does before importing the application
 django.setup()
+logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+logging.getLogger("uvicorn.access").warning("127.0.0.1 - GET /slow 200")
 logging.getLogger("django.request").warning("slow request %s", "/healthz")
 structlog.get_logger("streams.consumers").info("device_connected", device_id="d-1", frames=3)
 try:
@@ -34,8 +38,10 @@ def _emit(log_format):
 def test_json_format_writes_one_object_per_line_even_for_tracebacks():
     lines = _emit("json")
     records = [json.loads(line) for line in lines]  # raises on any line that is not one object
-    assert len(records) == 3
-    stdlib, structured, failure = records
+    assert len(records) == 5
+    server, access, stdlib, structured, failure = records
+    assert server["event"] == "Started server process [42]" and server["logger"] == "uvicorn.error"
+    assert access["logger"] == "uvicorn.access"
     assert stdlib["event"] == "slow request /healthz" and stdlib["level"] == "warning"
     assert stdlib["logger"] == "django.request" and stdlib["timestamp"].endswith("Z")
     assert structured["event"] == "device_connected" and structured["device_id"] == "d-1" and structured["frames"] == 3
