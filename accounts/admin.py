@@ -12,9 +12,10 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 
 from accounts import tenancy
-from accounts.models import DeviceGrant, Membership, Organisation
+from accounts.models import DeviceGrant, Membership, Organisation, Role
 from accounts.permissions import MANAGE, VIEW
 
 
@@ -172,10 +173,51 @@ class MemberForm(forms.ModelForm):
             )
         return user
 
+    def clean(self):
+        cleaned = super().clean()
+        # The inline checks the whole list at once (MembersFormSet); here, a
+        # membership edited on its own page must not demote the last owner.
+        if not isinstance(self, _InlineMemberForm) and self.instance.pk and is_last_owner(self.instance):
+            if cleaned.get("role") != Role.OWNER or cleaned.get("organisation") != self.instance.organisation:
+                raise forms.ValidationError(LAST_OWNER_MESSAGE)
+        return cleaned
+
+
+LAST_OWNER_MESSAGE = "An organisation needs at least one owner: make someone else owner first."
+
+
+def is_last_owner(membership) -> bool:
+    if membership.role != Role.OWNER:
+        return False
+    others = Membership.objects.filter(organisation_id=membership.organisation_id, role=Role.OWNER)
+    return not others.exclude(pk=membership.pk).exists()
+
+
+class _InlineMemberForm(MemberForm):
+    pass
+
+
+class MembersFormSet(BaseInlineFormSet):
+    """An organisation that has an owner keeps at least one, so nobody locks it out of its admin."""
+
+    def clean(self):
+        super().clean()
+        organisation = self.instance
+        if organisation._state.adding or not organisation.memberships.filter(role=Role.OWNER).exists():
+            return
+        owners = 0
+        for form in self.forms:
+            if not getattr(form, "cleaned_data", None) or (self.can_delete and self._should_delete_form(form)):
+                continue
+            owners += form.cleaned_data.get("role") == Role.OWNER
+        if owners == 0:
+            raise forms.ValidationError(LAST_OWNER_MESSAGE)
+
 
 class MembershipInline(TenantScopedInline):
     model = Membership
-    form = MemberForm
+    form = _InlineMemberForm
+    formset = MembersFormSet
     extra = 0
     fields = ["user", "role", "restricted_to_grants", "created_at"]
     readonly_fields = ["created_at"]
@@ -218,6 +260,17 @@ class MembershipAdmin(TenantScopedAdmin):
     list_filter = [organisation_filter("organisation"), "role", "restricted_to_grants"]
     search_fields = ["user__username", "user__email", "organisation__name"]
     view_action = MANAGE  # who belongs where is the owners' business
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and is_last_owner(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        # Bulk delete could remove every owner at once; members are removed one by one.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 class DeviceGrantForm(forms.ModelForm):

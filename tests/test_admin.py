@@ -293,3 +293,47 @@ def test_a_grant_cannot_join_a_member_to_another_organisations_device(acme, glob
     form = DeviceGrantForm(data={"membership": Membership.objects.get(user=bob).pk, "device": str(globex_camera.pk)})
     assert not form.is_valid()
     assert form.errors["__all__"] == ["The device must belong to the member's organisation."]
+
+
+def _org_form(org, memberships, **row_changes):
+    data = {
+        "name": org.name,
+        "slug": org.slug,
+        "storage_quota_bytes": org.storage_quota_bytes,
+        "memberships-TOTAL_FORMS": len(memberships),
+        "memberships-INITIAL_FORMS": len(memberships),
+        "memberships-MIN_NUM_FORMS": 0,
+        "memberships-MAX_NUM_FORMS": 1000,
+    }
+    for index, membership in enumerate(memberships):
+        row = {"id": membership.pk, "organisation": str(org.pk), "user": membership.user.username, "role": membership.role}
+        row.update(row_changes.get(membership.user.username, {}))
+        data.update({f"memberships-{index}-{key}": value for key, value in row.items()})
+    return data
+
+
+def test_the_last_owner_cannot_be_demoted_or_removed(as_alice, acme, alice, bob):
+    memberships = list(acme.memberships.select_related("user").order_by("pk"))
+    url = reverse("admin:accounts_organisation_change", args=[acme.pk])
+    response = as_alice.post(url, _org_form(acme, memberships, alice={"role": "viewer"}))
+    assert "at least one owner" in response.content.decode()
+    response = as_alice.post(url, _org_form(acme, memberships, alice={"DELETE": "on"}))
+    assert "at least one owner" in response.content.decode()
+    assert Membership.objects.get(user=alice).role == "owner"
+    alices = Membership.objects.get(user=alice)
+    assert as_alice.get(reverse("admin:accounts_membership_delete", args=[alices.pk])).status_code == 403
+    response = as_alice.post(
+        reverse("admin:accounts_membership_change", args=[alices.pk]),
+        {"user": "alice", "organisation": str(acme.pk), "role": "viewer"},
+    )
+    assert "at least one owner" in response.content.decode()
+
+
+def test_ownership_can_be_handed_over_in_one_save(as_alice, acme, alice, bob):
+    memberships = list(acme.memberships.select_related("user").order_by("pk"))
+    response = as_alice.post(
+        reverse("admin:accounts_organisation_change", args=[acme.pk]),
+        _org_form(acme, memberships, alice={"role": "operator"}, bob={"role": "owner"}),
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert {m.user.username: m.role for m in acme.memberships.select_related("user")} == {"alice": "operator", "bob": "owner"}
