@@ -51,14 +51,17 @@ def _check_storage():
 
 def _check_spool():
     # Segments are written here before they are archived: a read-only spool
-    # fails the check. Low free space only warns, since recording pauses by
-    # itself below the watermark and live view keeps working.
+    # fails the check. Low free space only warns: below the watermark retention
+    # deletes the oldest recordings, below half of it recorders pause, and live
+    # view keeps working either way (docs/recording.md, "Retention").
     spool = Path(settings.SPOOL_DIR)
     _writable_directory(spool)
     free = shutil.disk_usage(spool).free
     watermark = settings.SIGHTLINE["FREE_DISK_WATERMARK_BYTES"]
+    if free < watermark / 2:
+        return {"free_bytes": free, "warning": "below half of FREE_DISK_WATERMARK_BYTES: recording paused"}
     if free < watermark:
-        return {"free_bytes": free, "warning": f"below FREE_DISK_WATERMARK_BYTES ({watermark}): recording paused"}
+        return {"free_bytes": free, "warning": "below FREE_DISK_WATERMARK_BYTES: retention is deleting the oldest recordings"}
     return {"free_bytes": free}
 
 
