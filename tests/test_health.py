@@ -1,6 +1,6 @@
 """GET /healthz, as a load balancer and a compose health check use it."""
-from types import SimpleNamespace
 import socket
+from types import SimpleNamespace
 
 import pytest
 from django.core.files.storage import storages
