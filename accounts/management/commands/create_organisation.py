@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
-from accounts.management.secrets import random_password
+from accounts.management.credentials import random_password
 from accounts.models import Membership, Organisation, Role
 
 

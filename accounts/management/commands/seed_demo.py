@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils.text import slugify
 
-from accounts.management.secrets import shown_path, write_secret_file
+from accounts.management.credentials import shown_path, write_secret_file
 from accounts.models import Membership, Organisation, Role
 from streams.models import Device, MediaKind, RecordingPolicy
 
