@@ -1,0 +1,133 @@
+"""``python -m streams.agent``: arguments, the token, and the process exit code.
+
+The token comes from --token-file or the SIGHTLINE_DEVICE_TOKEN environment
+variable, never from an argument (``ps`` shows every process's arguments to
+every user), and is never printed: messages name it by ``tokens.redact``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+
+from streams.agent import AGENT_NAME
+from streams.agent.controls import InvalidSetting, parse_resolution
+from streams.agent.encoders import make_encoder
+from streams.agent.session import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Agent, AgentConfig, AgentExit
+from streams.agent.sources import SourceUnavailable, open_source
+from streams.agent.status import Counters, StatusLine
+from streams.tokens import MalformedToken, redact, split
+
+TOKEN_ENV = "SIGHTLINE_DEVICE_TOKEN"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m streams.agent",
+        description="Sightline reference device agent: streams a camera (or a test pattern) to the portal "
+                    "over WebSocket protocol v1. See docs/agent.md.",
+    )
+    parser.add_argument("--url", required=True, help="device endpoint, e.g. wss://portal.example.com/ws/device/")
+    parser.add_argument("--token-file", metavar="PATH",
+                        help=f"file holding the device token (else the {TOKEN_ENV} environment variable)")
+    parser.add_argument("--source", default="pattern",
+                        help="pattern (default), file:PATH (a video file, looped) or v4l2:/dev/videoN (a webcam)")
+    parser.add_argument("--codec", choices=["jpeg", "h264"], default="jpeg", help="video codec (default jpeg)")
+    parser.add_argument("--audio", action="store_true", help="also send a 440 Hz test tone (PCM 16 kHz mono)")
+    parser.add_argument("--fps", type=int, default=10, help="frames per second, 1..60 (default 10)")
+    parser.add_argument("--resolution", default="640x360", help="WxH, even numbers (default 640x360)")
+    parser.add_argument("--jpeg-quality", type=int, default=75, metavar="Q", help="JPEG quality 1..95 (default 75)")
+    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (exit 0)")
+    parser.add_argument("--frames", type=int, metavar="N", help="stop after sending N video frames (exit 0)")
+    parser.add_argument("--quiet", action="store_true", help="no status line or event lines; errors only")
+    parser.add_argument("--auth", choices=["header", "subprotocol"], default="header",
+                        help="present the token as an Authorization header (default) or as a WebSocket subprotocol")
+    parser.add_argument("--name", default="", metavar="LABEL", help="a label sent in hello and shown in messages")
+    parser.add_argument("--local-settings", action="store_true",
+                        help="keep --fps/--resolution instead of the settings stored on the server "
+                             "(operator commands still apply)")
+    parser.add_argument("--version", action="version", version=AGENT_NAME)
+    return parser
+
+
+def read_token(token_file: str | None) -> str:
+    if token_file:
+        try:
+            with open(token_file, encoding="utf-8") as handle:
+                token = handle.read().strip()
+        except OSError as error:
+            raise AgentExit(EXIT_USAGE, f"cannot read --token-file {token_file}: {error.strerror}") from None
+        origin = f"--token-file {token_file}"
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        origin = TOKEN_ENV
+        if not token:
+            raise AgentExit(EXIT_USAGE, f"no token: pass --token-file PATH or set {TOKEN_ENV}")
+    try:
+        split(token)
+    except MalformedToken:
+        raise AgentExit(EXIT_USAGE, f"{origin} does not hold a Sightline device token "
+                                    "(sl_<8 characters>_<43 characters>)") from None
+    return token
+
+
+def config_from_args(args) -> AgentConfig:
+    try:
+        width, height = parse_resolution(args.resolution)
+    except InvalidSetting as error:
+        raise AgentExit(EXIT_USAGE, f"--resolution: {error}") from None
+    if not 1 <= args.fps <= 60:
+        raise AgentExit(EXIT_USAGE, "--fps must be 1..60")
+    if not 1 <= args.jpeg_quality <= 95:
+        raise AgentExit(EXIT_USAGE, "--jpeg-quality must be 1..95")
+    if args.duration is not None and args.duration <= 0:
+        raise AgentExit(EXIT_USAGE, "--duration must be positive")
+    if args.frames is not None and args.frames <= 0:
+        raise AgentExit(EXIT_USAGE, "--frames must be positive")
+    if not args.url.startswith(("ws://", "wss://")):
+        raise AgentExit(EXIT_USAGE, "--url must start with ws:// or wss://")
+    return AgentConfig(
+        url=args.url, token=read_token(args.token_file), auth=args.auth, codec=args.codec, audio=args.audio,
+        fps=args.fps, width=width, height=height, duration=args.duration, frames=args.frames,
+        name=args.name, use_server_settings=not args.local_settings,
+    )
+
+
+async def _run(agent: Agent) -> int:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, agent.stop)
+        except (NotImplementedError, RuntimeError):  # not on the main thread, or Windows
+            pass
+    return await agent.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    status = StatusLine(Counters(), quiet=args.quiet)
+    try:
+        config = config_from_args(args)
+        try:
+            source = open_source(args.source, config.width, config.height, config.fps)
+        except SourceUnavailable as error:
+            raise AgentExit(EXIT_USAGE, str(error)) from None
+        encoder = make_encoder(config.codec, args.jpeg_quality)
+        status.event(f"{AGENT_NAME}{' ' + config.name if config.name else ''}: {source.description}, "
+                     f"{config.codec}{' + audio' if config.audio else ''} → {config.url} "
+                     f"(token {redact(config.token)}, auth by {config.auth})")
+        agent = Agent(config, source, encoder, status)
+        code = asyncio.run(_run(agent))
+    except AgentExit as error:
+        status.error(error.message)
+        return error.code
+    except Exception as error:  # say what went wrong in one line; the traceback helps no installer
+        status.error(f"unexpected {type(error).__name__}: {error}")
+        return EXIT_ERROR
+    status.finish()
+    counters = agent.counters
+    status.event(f"done: {counters.frames_sent} video frames, {counters.audio_frames_sent} audio frames, "
+                 f"{counters.reconnects} reconnects")
+    return code if code is not None else EXIT_OK

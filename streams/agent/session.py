@@ -1,0 +1,459 @@
+"""The agent's connection to the portal: protocol v1 sessions, reconnects, pacing.
+
+One ``Agent`` lives for the whole process and survives reconnects: its sequence
+numbers, settings and counters carry over, so a viewer sees the stream resume
+at seq N+1, never at 0. Each connection is a ``_session``: handshake, hello,
+welcome, then four tasks until the socket ends or the run is done:
+
+- video: capture → brightness/contrast → encode (in one worker thread, so the
+  event loop keeps answering pings) → send, paced by the monotonic clock;
+- audio (with --audio): one 100 ms PCM frame every 100 ms;
+- receiver: ping → pong, command → ack, persisted, error;
+- heartbeat: our own ping every heartbeat_seconds; a server silent for
+  dead_after_seconds is dead, and we reconnect.
+
+All sends go through one lock: the chunks of a frame must be consecutive on
+the wire (docs/protocol.md section 3), with no pong or audio frame between them.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from streams.agent import AGENT_NAME
+from streams.agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
+from streams.agent.encoders import AUDIO_CHUNK_SECONDS, AUDIO_HELLO, EncodedFrame, ToneGenerator
+from streams.agent.imaging import adjust
+from streams.agent.status import Counters, StatusLine
+from streams.protocol import KIND_AUDIO, Close, encode_frame
+
+# Process exit codes (docs/agent.md, "Exit codes").
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_BAD_TOKEN = 3
+EXIT_TOKEN_REVOKED = 4
+EXIT_DEVICE_DISABLED = 5
+
+# Refusals that reconnecting cannot heal: a person has to act.
+FINAL_CLOSES = {
+    Close.BAD_TOKEN: (EXIT_BAD_TOKEN, "the server does not know this token (4001): check --token-file"),
+    Close.TOKEN_REVOKED: (EXIT_TOKEN_REVOKED, "this token was revoked (4002): issue a new one in the portal"),
+    Close.DEVICE_DISABLED: (EXIT_DEVICE_DISABLED, "this device is disabled in the portal (4003)"),
+}
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+STABLE_SESSION_SECONDS = 10.0  # a session this long resets the backoff
+AUTH_RATE_LIMIT_WAIT_SECONDS = 60.0  # the server's failure window (protocol section 2)
+WELCOME_TIMEOUT_SECONDS = 10.0
+STATS_EVERY_SECONDS = 10.0
+DEFAULT_LIMITS = {"max_message_bytes": 1024 * 1024, "max_frame_bytes": 4 * 1024 * 1024, "max_fps": 60,
+                  "heartbeat_seconds": 10, "dead_after_seconds": 30}
+
+
+class AgentExit(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class AgentConfig:
+    url: str
+    token: str
+    auth: str = "header"  # or "subprotocol"
+    codec: str = "jpeg"
+    audio: bool = False
+    fps: int = 10
+    width: int = 640
+    height: int = 360
+    duration: float | None = None
+    frames: int | None = None
+    name: str = ""
+    use_server_settings: bool = True
+
+    def connect_arguments(self) -> dict:
+        """How the token travels: a header, or the subprotocol list (never the URL)."""
+        if self.auth == "subprotocol":
+            return {"subprotocols": ["sightline.v1", f"sightline.token.{self.token}"]}
+        return {"subprotocols": ["sightline.v1"], "additional_headers": {"Authorization": f"Bearer {self.token}"}}
+
+
+class Backoff:
+    """Exponential backoff with full jitter: a delay uniform in [0, min(cap, base·2^n)]."""
+
+    def __init__(self, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS, rng=random.random):
+        self.base, self.cap, self.rng = base, cap, rng
+        self.attempt = 0
+
+    def ceiling(self) -> float:
+        return min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+
+    def next_delay(self) -> float:
+        delay = self.rng() * self.ceiling()
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def retry_delay(close_code: int | None, backoff: Backoff) -> float:
+    """Seconds to wait before reconnecting after a connection ended with ``close_code``
+    (None: network error or no close frame). Raises AgentExit for final refusals."""
+    if close_code in FINAL_CLOSES:
+        raise AgentExit(*FINAL_CLOSES[close_code])
+    if close_code == Close.AUTH_RATE_LIMITED:
+        return AUTH_RATE_LIMIT_WAIT_SECONDS + backoff.next_delay()
+    if close_code == Close.REPLACED:
+        # Another instance uses this token. Retrying fast would make the two take turns
+        # replacing each other; retrying slowly lets this one take over if the other dies.
+        return backoff.cap / 2 + backoff.rng() * backoff.cap / 2
+    return backoff.next_delay()
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, source, encoder, status: StatusLine | None = None,
+                 rng=random.random):
+        self.config = config
+        self.source = source
+        self.encoder = encoder
+        self.counters = status.counters if status else Counters()
+        self.status = status or StatusLine(self.counters, quiet=True)
+        self.counters.codec = encoder.codec
+        self.settings = CameraSettings(fps=config.fps, width=config.width, height=config.height)
+        self.backoff = Backoff(rng=rng)
+        self.video_seq = 0
+        self.audio_seq = 0
+        self.limits = dict(DEFAULT_LIMITS)
+        self.tone = ToneGenerator() if config.audio else None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-capture")
+        self.done = asyncio.Event()
+        self.last_close: tuple[int | None, str] = (None, "")
+        self.last_server_error: dict | None = None
+        self._send_lock = asyncio.Lock()
+        self._ping_id = 0
+        self._oversized_warned = False
+
+    # -- the whole run -------------------------------------------------------------
+
+    def stop(self) -> None:
+        self.done.set()
+
+    async def run(self) -> int:
+        """Connect, stream, reconnect until --duration/--frames or stop(); returns the exit code."""
+        loop = asyncio.get_running_loop()
+        if self.config.duration is not None:
+            loop.call_later(self.config.duration, self.done.set)
+        try:
+            while not self.done.is_set():
+                started = time.monotonic()
+                close_code, welcomed = await self._session_until_done()
+                if self.done.is_set():
+                    break
+                if welcomed and time.monotonic() - started >= STABLE_SESSION_SECONDS:
+                    self.backoff.reset()
+                delay = retry_delay(close_code, self.backoff)
+                self.counters.state = "waiting"
+                self.status.event(f"reconnecting in {delay:.1f} s")
+                try:
+                    await asyncio.wait_for(self.done.wait(), delay)
+                except asyncio.TimeoutError:
+                    pass
+                if not self.done.is_set():
+                    self.counters.reconnects += 1
+            return EXIT_OK
+        finally:
+            self.counters.state = "stopped"
+            await loop.run_in_executor(self.executor, self._close_media)
+            self.executor.shutdown(wait=False)
+
+    def _close_media(self) -> None:
+        self.encoder.close()
+        self.source.close()
+
+    async def _session_until_done(self) -> tuple[int | None, bool]:
+        session = asyncio.create_task(self._session())
+        finished = asyncio.create_task(self.done.wait())
+        try:
+            await asyncio.wait({session, finished}, return_when=asyncio.FIRST_COMPLETED)
+            if not session.done():
+                # Done while connecting or streaming: the session closes itself on `done`;
+                # a handshake stuck on a dead network is cut short.
+                try:
+                    return await asyncio.wait_for(session, 3)
+                except asyncio.TimeoutError:
+                    return None, False
+            return session.result()
+        finally:
+            finished.cancel()
+            if not session.done():
+                session.cancel()
+
+    # -- one connection --------------------------------------------------------------
+
+    async def _session(self) -> tuple[int | None, bool]:
+        """One connection. Returns (close code or None, whether a welcome arrived)."""
+        self.counters.state = "connecting"
+        self.last_server_error = None
+        try:
+            ws = await websockets.connect(
+                self.config.url, compression=None, open_timeout=10, close_timeout=2,
+                max_size=1024 * 1024, user_agent_header=AGENT_NAME, **self.config.connect_arguments(),
+            )
+        except InvalidURI as error:
+            raise AgentExit(EXIT_USAGE, f"bad --url: {error}") from None
+        except InvalidStatus as error:
+            self.status.error(f"the server refused the WebSocket handshake with HTTP "
+                              f"{error.response.status_code} (is --url the /ws/device/ endpoint?)")
+            return None, False
+        except (OSError, asyncio.TimeoutError, InvalidHandshake) as error:
+            self.status.error(f"cannot connect to {self.config.url}: {error or type(error).__name__}")
+            return None, False
+        welcomed = False
+        try:
+            await self._send_text(ws, self._hello())
+            welcome = await self._await_welcome(ws)
+            if welcome is None:
+                return self._ended(ws), False
+            welcomed = True
+            self._apply_welcome(welcome)
+            await self._stream(ws)
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.done.is_set():
+                await ws.close(1000, "agent finished")
+            else:
+                await ws.close()
+        return self._ended(ws), welcomed
+
+    def _ended(self, ws) -> int | None:
+        code, reason = ws.close_code, ws.close_reason or ""
+        if self.last_server_error and self.last_server_error.get("code") == code:
+            reason = str(self.last_server_error.get("message") or reason)
+        self.last_close = (code, reason)
+        if not self.done.is_set():
+            self.counters.state = "disconnected"
+            if code in FINAL_CLOSES:
+                self.status.error(f"server closed the connection: {code} {reason}")
+            else:
+                self.status.event(f"connection closed ({code if code is not None else 'no close frame'}"
+                                  f"{': ' + reason if reason else ''})")
+        # 1006 is what websockets reports when the TCP connection just vanished.
+        return None if code == 1006 else code
+
+    def _hello(self) -> dict:
+        agent = AGENT_NAME + (f" ({self.config.name[:100]})" if self.config.name else "")
+        return {"type": "hello", "protocol": 1, "codecs": [self.encoder.codec],
+                "resolution": self.settings.resolution, "fps": self.settings.fps,
+                "audio": dict(AUDIO_HELLO) if self.tone else None, "agent": agent}
+
+    async def _await_welcome(self, ws) -> dict | None:
+        deadline = time.monotonic() + WELCOME_TIMEOUT_SECONDS
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.status.error(f"no welcome within {WELCOME_TIMEOUT_SECONDS:.0f} s of hello")
+                return None
+            message = await asyncio.wait_for(ws.recv(), remaining)
+            if isinstance(message, bytes):
+                continue
+            data = _json_object(message)
+            if data.get("type") == "welcome":
+                return data
+            if data.get("type") == "error":
+                self.last_server_error = data
+            elif data.get("type") == "ping":
+                await self._send_text(ws, {"type": "pong", "id": data.get("id"), "ts": data.get("ts")})
+
+    def _apply_welcome(self, welcome: dict) -> None:
+        limits = welcome.get("limits")
+        if isinstance(limits, dict):
+            for key, default in DEFAULT_LIMITS.items():
+                value = limits.get(key)
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                    self.limits[key] = value
+        if self.config.use_server_settings:
+            applied, rejected = apply_welcome(self.settings, welcome.get("settings"), self.limits["max_fps"])
+            for key, reason in rejected.items():
+                self.status.error(f"ignored the server's setting {key}: {reason}")
+        self.settings.fps = max(1, min(self.settings.fps, int(self.limits["max_fps"])))
+        self.encoder.restart()  # the first H.264 frame of a connection is a keyframe
+        self.counters.state = "streaming"
+        self.counters.resolution = self.settings.resolution
+        self.status.event(f"connected: device {welcome.get('device_id')}, {self.settings.resolution} "
+                          f"at {self.settings.fps} fps, recording {'on' if welcome.get('recording') else 'off'}")
+
+    async def _stream(self, ws) -> None:
+        self.last_heard = time.monotonic()
+        tasks = [asyncio.create_task(self._receive(ws), name="receive"),
+                 asyncio.create_task(self._video(ws), name="video"),
+                 asyncio.create_task(self._heartbeat(ws), name="heartbeat"),
+                 asyncio.create_task(self._report(ws), name="report"),
+                 asyncio.create_task(self.done.wait(), name="done")]
+        if self.tone is not None:
+            tasks.append(asyncio.create_task(self._audio(ws), name="audio"))
+        try:
+            finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                if not task.cancelled() and task.exception() is not None:
+                    error = task.exception()
+                    if not isinstance(error, (ConnectionClosed, AgentExit)):
+                        self.status.error(f"{task.get_name()} failed: {error!r}")
+                    if isinstance(error, AgentExit):
+                        raise error
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- sending --------------------------------------------------------------------
+
+    async def _send_text(self, ws, message: dict) -> None:
+        async with self._send_lock:
+            await ws.send(json.dumps(message, separators=(",", ":")))
+
+    async def _send_frame(self, ws, frame: EncodedFrame, timestamp_us: int) -> bool:
+        if len(frame.payload) > self.limits["max_frame_bytes"]:
+            if not self._oversized_warned:
+                self._oversized_warned = True
+                self.status.error(f"skipping a {len(frame.payload)}-byte frame: above the server's "
+                                  f"max_frame_bytes={self.limits['max_frame_bytes']} (lower --jpeg-quality or resolution)")
+            return False
+        if frame.kind == KIND_AUDIO:
+            self.audio_seq = (self.audio_seq + 1) & 0xFFFFFFFF
+            seq = self.audio_seq
+        else:
+            self.video_seq = (self.video_seq + 1) & 0xFFFFFFFF
+            seq = self.video_seq
+        messages = encode_frame(frame.kind, frame.payload, seq, timestamp_us, frame.keyframe,
+                                max_message_bytes=int(self.limits["max_message_bytes"]))
+        async with self._send_lock:
+            for message in messages:
+                await ws.send(message)
+        if frame.kind == KIND_AUDIO:
+            self.counters.on_audio_frame(seq, len(frame.payload))
+        else:
+            self.counters.on_video_frame(seq, len(frame.payload), time.monotonic())
+        return True
+
+    def _produce(self, captured_at: float, width: int, height: int, fps: int,
+                 brightness: int, contrast: int) -> list[EncodedFrame]:
+        """Capture, adjust and encode one image (runs in the worker thread)."""
+        image = self.source.capture(width, height, captured_at)
+        return self.encoder.encode(adjust(image, brightness, contrast), fps)
+
+    async def _video(self, ws) -> None:
+        loop = asyncio.get_running_loop()
+        next_due = time.monotonic()
+        while not self.done.is_set():
+            delay = next_due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            s = self.settings
+            captured_at = time.time()
+            frames = await loop.run_in_executor(self.executor, self._produce, captured_at, s.width, s.height,
+                                                s.fps, s.brightness, s.contrast)
+            timestamp_us = int(captured_at * 1_000_000)
+            for frame in frames:
+                await self._send_frame(ws, frame, timestamp_us)
+            self.counters.resolution = s.resolution
+            if self.config.frames is not None and self.counters.frames_sent >= self.config.frames:
+                self.done.set()
+                return
+            # The schedule advances by whole frame intervals from its anchor, so sleep
+            # jitter does not accumulate; after a stall we skip ahead instead of bursting.
+            interval = 1.0 / self.settings.fps
+            next_due += interval
+            if next_due < time.monotonic() - interval:
+                next_due = time.monotonic()
+
+    async def _audio(self, ws) -> None:
+        next_due = time.monotonic()
+        while not self.done.is_set():
+            delay = next_due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            captured_at = time.time()
+            frame = EncodedFrame(KIND_AUDIO, self.tone.next_chunk(), False)
+            await self._send_frame(ws, frame, int(captured_at * 1_000_000))
+            next_due += AUDIO_CHUNK_SECONDS
+            if next_due < time.monotonic() - AUDIO_CHUNK_SECONDS:
+                next_due = time.monotonic()
+
+    # -- receiving ------------------------------------------------------------------
+
+    async def _receive(self, ws) -> None:
+        async for message in ws:
+            self.last_heard = time.monotonic()
+            if isinstance(message, bytes):
+                continue  # the server sends devices no media
+            data = _json_object(message)
+            kind = data.get("type")
+            if kind == "ping":
+                await self._send_text(ws, {"type": "pong", "id": data.get("id"), "ts": data.get("ts")})
+            elif kind == "command":
+                await self._send_text(ws, self.handle_command(data))
+            elif kind == "persisted":
+                self.counters.persisted += 1
+            elif kind == "error":
+                self.last_server_error = data
+                self.status.error(f"server: {data.get('code')} {str(data.get('message'))[:200]}")
+
+    def handle_command(self, message: dict) -> dict:
+        """Validate and apply a command's settings (all or nothing); return the ack."""
+        command_id = message.get("id")
+        self.counters.commands += 1
+        try:
+            applied = apply_command(self.settings, message.get("settings"), max_fps=int(self.limits["max_fps"]))
+        except InvalidSetting as error:
+            self.status.event(f"refused command {command_id}: {error}")
+            return {"type": "ack", "id": command_id, "ok": False, "error": str(error)}
+        self.status.event(f"applied command {command_id}: {json.dumps(applied, sort_keys=True)}")
+        return {"type": "ack", "id": command_id, "ok": True, "applied": applied}
+
+    async def _heartbeat(self, ws) -> None:
+        heartbeat = float(self.limits["heartbeat_seconds"])
+        dead_after = float(self.limits["dead_after_seconds"])
+        last_ping = time.monotonic()
+        while True:
+            await asyncio.sleep(min(1.0, heartbeat / 4))
+            now = time.monotonic()
+            if now - self.last_heard > dead_after:
+                self.status.error(f"nothing from the server for {dead_after:.0f} s: the connection is dead")
+                return
+            if now - last_ping >= heartbeat:
+                last_ping = now
+                self._ping_id += 1
+                await self._send_text(ws, {"type": "ping", "id": self._ping_id, "ts": time.time()})
+
+    async def _report(self, ws) -> None:
+        """The status line every second; a stats message to the server every few seconds."""
+        last_stats = time.monotonic()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            self.status.tick(now)
+            if now - last_stats >= STATS_EVERY_SECONDS:
+                last_stats = now
+                fps, kbps = self.counters.rates(now)
+                await self._send_text(ws, {"type": "stats", "encoder_fps": round(fps, 2),
+                                           "kbit_per_second": round(kbps, 1), "reconnects": self.counters.reconnects,
+                                           "resolution": self.settings.resolution})
+
+
+def _json_object(text: str) -> dict:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
