@@ -1,0 +1,199 @@
+"""Reference agent, media side: the test pattern, brightness/contrast, sources, encoders, audio tone."""
+import math
+import struct
+import time
+
+import av
+from av.video.frame import PictureType
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from streams.agent.encoders import AUDIO_HELLO, H264Encoder, JpegEncoder, ToneGenerator, make_encoder
+from streams.agent.imaging import adjust, render_pattern
+from streams.agent.sources import FileSource, PatternSource, SourceUnavailable, open_source
+from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
+
+T0 = 1763700000.0
+
+
+def mean_luminance(image: Image.Image) -> float:
+    return ImageStat.Stat(image.convert("L")).mean[0]
+
+
+def test_the_pattern_changes_pixels_in_every_frame():
+    frames = [render_pattern(i, T0 + i / 10, 320, 180) for i in range(12)]
+    for before, after in zip(frames, frames[1:]):
+        assert ImageChops.difference(before, after).getbbox() is not None
+
+
+def test_the_pattern_moves_even_when_the_clock_stands_still():
+    first, second = render_pattern(5, T0, 320, 180), render_pattern(6, T0, 320, 180)
+    assert ImageChops.difference(first, second).getbbox() is not None
+
+
+def test_the_pattern_draws_the_time_and_counter_in_the_lower_band():
+    # Same frame index, a different second: only the clock band differs.
+    a, b = render_pattern(3, T0, 320, 180), render_pattern(3, T0 + 1.5, 320, 180)
+    box = ImageChops.difference(a, b).getbbox()
+    assert box is not None and box[1] >= 90, box
+
+
+@pytest.mark.parametrize("width,height", [(16, 16), (320, 180), (1280, 720)])
+def test_the_pattern_has_the_size_asked_for(width, height):
+    assert render_pattern(0, T0, width, height).size == (width, height)
+
+
+def test_a_pattern_source_counts_frames():
+    source = PatternSource()
+    first = source.capture(64, 36, T0)
+    second = source.capture(64, 36, T0)
+    assert source.frame_index == 2 and ImageChops.difference(first, second).getbbox() is not None
+
+
+def test_brightness_plus_50_visibly_raises_mean_luminance():
+    image = render_pattern(0, T0, 320, 180)
+    assert mean_luminance(adjust(image, 50, 0)) > mean_luminance(image) + 40
+
+
+def test_brightness_raises_even_the_black_areas():
+    black = Image.new("RGB", (32, 32), (0, 0, 0))
+    assert mean_luminance(adjust(black, 50, 0)) == pytest.approx(64, abs=1)
+
+
+def test_negative_brightness_darkens():
+    image = render_pattern(0, T0, 320, 180)
+    assert mean_luminance(adjust(image, -50, 0)) < mean_luminance(image) - 15
+
+
+def test_contrast_spreads_and_flattens_the_levels():
+    image = render_pattern(0, T0, 320, 180)
+    spread = ImageStat.Stat(image.convert("L")).stddev[0]
+    assert ImageStat.Stat(adjust(image, 0, 60).convert("L")).stddev[0] > spread * 1.15
+    assert ImageStat.Stat(adjust(image, 0, -100).convert("L")).stddev[0] < 1
+
+
+def test_zero_brightness_and_contrast_leave_the_image_alone():
+    image = render_pattern(0, T0, 64, 36)
+    assert ImageChops.difference(adjust(image, 0, 0), image).getbbox() is None
+
+
+def test_a_jpeg_frame_decodes_and_is_a_keyframe():
+    [frame] = JpegEncoder(80).encode(render_pattern(0, T0, 320, 180), 10)
+    assert frame.kind == KIND_JPEG and frame.keyframe and frame.payload[:2] == b"\xff\xd8"
+    import io
+
+    assert Image.open(io.BytesIO(frame.payload)).size == (320, 180)
+
+
+def nal_types(access_unit: bytes) -> list[int]:
+    """NAL unit types of an Annex B access unit (after each 00 00 01 start code)."""
+    types, index = [], access_unit.find(b"\x00\x00\x01")
+    while index != -1:
+        types.append(access_unit[index + 3] & 0x1F)
+        index = access_unit.find(b"\x00\x00\x01", index + 3)
+    return types
+
+
+def encode_h264(count: int, fps: int = 5, size=(160, 90)) -> list:
+    encoder = H264Encoder()
+    out = []
+    for i in range(count):
+        frames = encoder.encode(render_pattern(i, T0 + i / fps, *size), fps)
+        assert len(frames) == 1, "zerolatency must give one access unit per image"
+        out.extend(frames)
+    encoder.close()
+    return out
+
+
+def test_h264_access_units_decode_back_with_keyframes_every_fps_frames():
+    fps = 5
+    units = encode_h264(3 * fps + 2, fps)
+    assert all(u.kind == KIND_H264 for u in units)
+    assert [i for i, u in enumerate(units) if u.keyframe] == [0, 5, 10, 15]
+    decoder = av.CodecContext.create("h264", "r")
+    decoded = []
+    for unit in units:
+        decoded.extend(decoder.decode(av.Packet(unit.payload)))
+    decoded.extend(decoder.decode(None))
+    assert len(decoded) == len(units)
+    assert decoded[0].key_frame and (decoded[0].width, decoded[0].height) == (160, 90)
+
+
+def test_h264_is_annex_b_with_sps_pps_on_every_keyframe_and_no_b_frames():
+    units = encode_h264(11, fps=5)
+    for unit in units:
+        assert unit.payload.startswith((b"\x00\x00\x00\x01", b"\x00\x00\x01"))
+        types = nal_types(unit.payload)
+        if unit.keyframe:
+            assert {7, 8, 5} <= set(types), types  # SPS, PPS, IDR slice
+        else:
+            assert 5 not in types and 7 not in types
+    decoder = av.CodecContext.create("h264", "r")
+    picture_types = []
+    for unit in units:
+        picture_types += [PictureType(frame.pict_type) for frame in decoder.decode(av.Packet(unit.payload))]
+    assert PictureType.B not in picture_types and PictureType.I in picture_types
+
+
+def test_h264_restarts_with_a_keyframe_after_a_resolution_change_or_restart():
+    encoder = H264Encoder()
+    assert encoder.encode(render_pattern(0, T0, 160, 90), 10)[0].keyframe
+    assert not encoder.encode(render_pattern(1, T0, 160, 90), 10)[0].keyframe
+    assert encoder.encode(render_pattern(2, T0, 320, 180), 10)[0].keyframe
+    assert not encoder.encode(render_pattern(3, T0, 320, 180), 10)[0].keyframe
+    encoder.restart()
+    assert encoder.encode(render_pattern(4, T0, 320, 180), 10)[0].keyframe
+    encoder.close()
+
+
+def test_make_encoder_refuses_unknown_codecs():
+    assert make_encoder("h264").codec == "h264" and make_encoder("jpeg", 50).quality == 50
+    with pytest.raises(ValueError):
+        make_encoder("vp8")
+
+
+def test_the_tone_is_100_ms_of_16_khz_mono_s16le_at_440_hz():
+    assert AUDIO_HELLO == {"codec": "pcm_s16le", "rate": 16000, "channels": 1}
+    tone = ToneGenerator()
+    chunks = [tone.next_chunk() for _ in range(10)]
+    assert all(len(c) == 1600 * 2 for c in chunks)
+    samples = [s for chunk in chunks for (s,) in struct.iter_unpack("<h", chunk)]
+    rising = sum(1 for a, b in zip(samples, samples[1:]) if a < 0 <= b)
+    assert abs(rising - 440) <= 1  # one second of audio: 440 cycles
+    assert 0 < max(samples) < 32767 and min(samples) > -32768
+
+
+def test_the_tone_continues_without_a_jump_between_chunks():
+    tone = ToneGenerator()
+    first, second = tone.next_chunk(), tone.next_chunk()
+    last = struct.unpack_from("<h", first, len(first) - 2)[0]
+    next_ = struct.unpack_from("<h", second, 0)[0]
+    largest_step = tone.amplitude * 2 * math.pi * 440 / 16000
+    assert abs(next_ - last) <= largest_step + 1
+
+
+def test_a_missing_file_or_webcam_or_unknown_source_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceUnavailable, match="does not exist"):
+        open_source(f"file:{tmp_path / 'nope.mp4'}", 64, 36, 5)
+    with pytest.raises(SourceUnavailable, match="no webcam at /dev/video-missing"):
+        open_source("v4l2:/dev/video-missing", 64, 36, 5)
+    with pytest.raises(SourceUnavailable, match="unknown source"):
+        open_source("camera", 64, 36, 5)
+
+
+def test_a_video_file_source_decodes_scales_and_loops(tmp_path):
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+        for i in range(4):
+            image = Image.new("RGB", (96, 64), (i * 60, 0, 0))
+            for packet in stream.encode(av.VideoFrame.from_image(image)):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    source = FileSource(str(path))
+    reds = [source.capture(48, 32, time.time()).getpixel((24, 16))[0] for _ in range(9)]
+    source.close()
+    assert reds[:4] == sorted(reds[:4]) and reds[3] > reds[0] + 100  # the four frames, in order
+    assert reds[4:8] == pytest.approx(reds[:4], abs=8)  # then again from the start
