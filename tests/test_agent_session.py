@@ -19,8 +19,8 @@ from PIL import Image, ImageStat
 
 from streams import protocol, tokens
 from streams.agent.encoders import H264Encoder, JpegEncoder
-from streams.agent.session import Agent, AgentConfig
-from streams.agent.sources import PatternSource
+from streams.agent.session import Agent, AgentConfig, AgentExit
+from streams.agent.sources import PatternSource, SourceUnavailable
 from streams.agent.status import Counters, StatusLine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,3 +290,27 @@ def test_the_status_line_shows_rates_state_and_counts_and_quiet_silences_it():
     assert quiet.getvalue() == ""
     status.error("boom")
     assert "boom" in quiet.getvalue()
+
+
+class UnpluggedWebcam(PatternSource):
+    description = "webcam that is unplugged after two frames"
+
+    def capture(self, width, height, captured_at):
+        if self.frame_index >= 2:
+            raise SourceUnavailable("webcam /dev/video9 stopped delivering frames")
+        return super().capture(width, height, captured_at)
+
+
+@pytest.mark.asyncio
+async def test_a_webcam_that_stops_ends_the_agent_with_an_error_instead_of_reconnecting_forever():
+    async def script(conn: Connection, index: int):
+        await conn.next("hello")
+        await conn.welcome({"fps": 20, "resolution": "64x36"})
+        await conn.ws.wait_closed()
+
+    async with FakePortal(script) as portal:
+        agent = Agent(AgentConfig(url=portal.url, token=token(), fps=20), UnpluggedWebcam(), JpegEncoder())
+        with pytest.raises(AgentExit) as raised:
+            await asyncio.wait_for(agent.run(), 10)
+    assert raised.value.code == 1 and "stopped delivering" in raised.value.message
+    assert agent.counters.frames_sent == 2 and len(portal.connections) == 1

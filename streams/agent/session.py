@@ -31,6 +31,7 @@ from streams.agent import AGENT_NAME
 from streams.agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
 from streams.agent.encoders import AUDIO_CHUNK_SECONDS, AUDIO_HELLO, EncodedFrame, ToneGenerator
 from streams.agent.imaging import adjust
+from streams.agent.sources import SourceUnavailable
 from streams.agent.status import Counters, StatusLine
 from streams.protocol import KIND_AUDIO, Close, encode_frame
 
@@ -226,6 +227,8 @@ class Agent:
                 return self._ended(ws), False
             welcomed = True
             self._apply_welcome(welcome)
+            # In the worker thread: a frame of the previous connection may still be encoding there.
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.encoder.restart)
             await self._stream(ws)
         except ConnectionClosed:
             pass
@@ -287,7 +290,6 @@ class Agent:
             for key, reason in rejected.items():
                 self.status.error(f"ignored the server's setting {key}: {reason}")
         self.settings.fps = max(1, min(self.settings.fps, int(self.limits["max_fps"])))
-        self.encoder.restart()  # the first H.264 frame of a connection is a keyframe
         self.counters.state = "streaming"
         self.counters.resolution = self.settings.resolution
         self.status.event(f"connected: device {welcome.get('device_id')}, {self.settings.resolution} "
@@ -319,6 +321,7 @@ class Agent:
     # -- sending --------------------------------------------------------------------
 
     async def _send_text(self, ws, message: dict) -> None:
+        """Text messages wait for the lock too: they may not fall between a frame's chunks."""
         async with self._send_lock:
             await ws.send(json.dumps(message, separators=(",", ":")))
 
@@ -349,7 +352,11 @@ class Agent:
     def _produce(self, captured_at: float, width: int, height: int, fps: int,
                  brightness: int, contrast: int) -> list[EncodedFrame]:
         """Capture, adjust and encode one image (runs in the worker thread)."""
-        image = self.source.capture(width, height, captured_at)
+        try:
+            image = self.source.capture(width, height, captured_at)
+        except SourceUnavailable as error:
+            # Reconnecting would not bring a webcam back; exit so a supervisor can restart us.
+            raise AgentExit(EXIT_ERROR, str(error)) from None
         return self.encoder.encode(adjust(image, brightness, contrast), fps)
 
     async def _video(self, ws) -> None:
