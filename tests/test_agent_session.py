@@ -314,3 +314,39 @@ async def test_a_webcam_that_stops_ends_the_agent_with_an_error_instead_of_recon
             await asyncio.wait_for(agent.run(), 10)
     assert raised.value.code == 1 and "stopped delivering" in raised.value.message
     assert agent.counters.frames_sent == 2 and len(portal.connections) == 1
+
+
+@pytest.mark.asyncio
+async def test_frames_are_paced_by_the_clock_without_bursts_or_drift():
+    async def script(conn: Connection, index: int):
+        await conn.next("hello")
+        await conn.welcome({"fps": 20, "resolution": "64x36"})
+        await conn.ws.wait_closed()
+
+    async with FakePortal(script) as portal:
+        agent = make_agent(portal.url, token(), frames=21)
+        assert await asyncio.wait_for(agent.run(), 15) == 0
+        [conn] = portal.connections
+        await asyncio.wait_for(conn.ws.wait_closed(), 5)
+    stamps = []
+    while not conn.events.empty():
+        event = conn.events.get_nowait()
+        if isinstance(event, protocol.Frame):
+            stamps.append(event.header.timestamp_us / 1e6)
+    assert len(stamps) == 21
+    # 20 intervals of 50 ms: never early (no burst), and late frames do not push the rest back.
+    assert 0.95 <= stamps[-1] - stamps[0] <= 1.4, stamps[-1] - stamps[0]
+    assert min(b - a for a, b in zip(stamps, stamps[1:])) > 0
+
+
+def test_local_settings_keep_the_command_line_size_and_rate_over_the_servers():
+    for use_server, expected in ((True, ("160x90", 5)), (False, ("320x180", 20))):
+        agent = make_agent("ws://127.0.0.1:9/ws/device/", token(), use_server_settings=use_server)
+        agent._apply_welcome({"settings": {"fps": 5, "resolution": "160x90"}, "limits": LIMITS})
+        assert (agent.settings.resolution, agent.settings.fps) == expected
+
+
+def test_the_servers_max_fps_caps_the_rate():
+    agent = make_agent("ws://127.0.0.1:9/ws/device/", token(), fps=30, use_server_settings=False)
+    agent._apply_welcome({"settings": {}, "limits": {**LIMITS, "max_fps": 12}})
+    assert agent.settings.fps == 12 and agent.limits["max_message_bytes"] == LIMITS["max_message_bytes"]
