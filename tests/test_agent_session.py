@@ -350,3 +350,43 @@ def test_the_servers_max_fps_caps_the_rate():
     agent = make_agent("ws://127.0.0.1:9/ws/device/", token(), fps=30, use_server_settings=False)
     agent._apply_welcome({"settings": {}, "limits": {**LIMITS, "max_fps": 12}})
     assert agent.settings.fps == 12 and agent.limits["max_message_bytes"] == LIMITS["max_message_bytes"]
+
+
+def test_the_status_line_rates_are_right_before_the_window_fills():
+    counters = Counters()
+    for i in range(10):
+        counters.on_video_frame(i + 1, 1000, 50.0 + i * 0.1)
+    fps, kbps = counters.rates(51.0)
+    assert fps == pytest.approx(10.0) and kbps == pytest.approx(80.0)
+    assert counters.rates(60.0) == (0.0, 0.0)  # nothing sent lately
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_never_welcomes_is_left_and_the_agent_tries_again(monkeypatch):
+    monkeypatch.setattr("streams.agent.session.WELCOME_TIMEOUT_SECONDS", 0.5)
+    welcomed = asyncio.Event()
+
+    async def script(conn: Connection, index: int):
+        await conn.next("hello")
+        if index == 1:
+            await conn.welcome({"fps": 5, "resolution": "64x36"})
+            await conn.next(protocol.KIND_JPEG)
+            welcomed.set()
+        await conn.ws.wait_closed()
+
+    async with FakePortal(script) as portal:
+        agent = make_agent(portal.url, token())
+        running = asyncio.create_task(agent.run())
+        await asyncio.wait_for(welcomed.wait(), 10)
+        agent.stop()
+        assert await asyncio.wait_for(running, 10) == 0
+    assert len(portal.connections) == 2 and agent.counters.reconnects == 1
+
+
+def test_the_status_output_never_contains_the_token():
+    secret = token()
+    out = io.StringIO()
+    status = StatusLine(Counters(), stream=out)
+    status.hide(secret, tokens.redact(secret))
+    status.error(f"handshake failed: unsupported subprotocol sightline.token.{secret}")
+    assert secret not in out.getvalue() and tokens.redact(secret) in out.getvalue()

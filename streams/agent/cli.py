@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     status = StatusLine(Counters(), quiet=args.quiet)
     try:
         config = config_from_args(args)
+        status.hide(config.token, redact(config.token))
         try:
             source = open_source(args.source, config.width, config.height, config.fps)
         except SourceUnavailable as error:

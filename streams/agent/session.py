@@ -267,7 +267,10 @@ class Agent:
             if remaining <= 0:
                 self.status.error(f"no welcome within {WELCOME_TIMEOUT_SECONDS:.0f} s of hello")
                 return None
-            message = await asyncio.wait_for(ws.recv(), remaining)
+            try:
+                message = await asyncio.wait_for(ws.recv(), remaining)
+            except asyncio.TimeoutError:
+                continue  # the deadline check above reports it
             if isinstance(message, bytes):
                 continue
             data = _json_object(message)

@@ -30,8 +30,11 @@ class Counters:
     resolution: str = ""
     codec: str = ""
     _window: deque = field(default_factory=deque)  # (monotonic time, bytes) of recent video frames
+    _first_frame_at: float | None = None
 
     def on_video_frame(self, seq: int, size: int, now: float) -> None:
+        if self._first_frame_at is None:
+            self._first_frame_at = now
         self.video_seq = seq
         self.frames_sent += 1
         self.bytes_sent += size
@@ -52,9 +55,12 @@ class Counters:
         self._trim(now)
         if not self._window:
             return 0.0, 0.0
-        frames = len(self._window)
+        # In the first seconds the window is not full yet: average over the time there was.
+        span = min(WINDOW_SECONDS, now - self._first_frame_at)
+        if span <= 0:
+            return 0.0, 0.0
         size = sum(s for _, s in self._window)
-        return frames / WINDOW_SECONDS, size * 8 / 1000 / WINDOW_SECONDS
+        return len(self._window) / span, size * 8 / 1000 / span
 
     def line(self, now: float) -> str:
         fps, kbps = self.rates(now)
@@ -71,8 +77,16 @@ class StatusLine:
         self.interactive = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_log = float("-inf")
         self._drawn = False
+        self._secrets: list[tuple[str, str]] = []
+
+    def hide(self, secret: str, shown_as: str) -> None:
+        """Never write `secret` (the token), whatever message it ends up in (e.g. a library's error)."""
+        if secret:
+            self._secrets.append((secret, shown_as))
 
     def _write(self, text: str) -> None:
+        for secret, shown_as in self._secrets:
+            text = text.replace(secret, shown_as)
         try:
             self.stream.write(text)
             self.stream.flush()
