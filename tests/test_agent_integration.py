@@ -20,6 +20,7 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.test import Client
 from PIL import Image, ImageStat
 
@@ -48,18 +49,23 @@ def stop(process: subprocess.Popen) -> None:
 def server_env():
     database = settings.DATABASES["default"]
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "SIGHTLINE_DEVICE_TOKEN"},
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "SECRET_KEY": settings.SECRET_KEY,
         "SIGHTLINE_VAR_DIR": str(settings.VAR_DIR),
+        "REDIS_URL": settings.REDIS_URL,
         "CHANNEL_PREFIX": f"agent-it-{uuid.uuid4().hex[:10]}",
         "CACHE_PREFIX": f"agent-it-{uuid.uuid4().hex[:10]}",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "LOG_FORMAT": "console",
         "LOG_LEVEL": "WARNING",
     }
+    # The server must use the database this test writes to (under pytest-django, the test database).
     if database["ENGINE"].endswith("sqlite3"):
         env["DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    else:
+        env["DATABASE_URL"] = (f"postgres://{database.get('USER') or ''}@{database.get('HOST') or '127.0.0.1'}:"
+                               f"{database.get('PORT') or 5432}/{database['NAME']}")
     return env
 
 
@@ -93,7 +99,7 @@ def start_agent(server, server_env, tmp_path):
         process = subprocess.Popen(
             [str(PYTHON), "-m", "streams.agent", "--url", f"ws://127.0.0.1:{server}/ws/device/",
              "--token-file", str(token_file), "--duration", "60", *args],
-            cwd=ROOT, env={k: v for k, v in server_env.items() if k != "SIGHTLINE_DEVICE_TOKEN"},
+            cwd=ROOT, env=server_env,
             stdout=log, stderr=subprocess.STDOUT,
         )
         started.append((process, log, clear))
@@ -137,6 +143,15 @@ async def next_frame(ws, kind: int, timeout: float = 15) -> tuple[protocol.Frame
             return header, message[protocol.HEADER_SIZE:]
 
 
+def saved_device(device_id) -> Device:
+    """Read the row from a worker thread, closing that thread's connection so the test
+    database can be dropped at the end of the run (PostgreSQL refuses while one is open)."""
+    try:
+        return Device.objects.get(pk=device_id)
+    finally:
+        connection.close()
+
+
 def luminance(jpeg: bytes) -> float:
     return ImageStat.Stat(Image.open(io.BytesIO(jpeg)).convert("L")).mean[0]
 
@@ -171,7 +186,7 @@ async def test_the_agent_streams_to_a_real_server_and_applies_a_viewers_brightne
 
         await ws.send(json.dumps({"type": "command", "id": "it-generic", "settings": {"x_ir_mode": "on"}}))
         assert (await next_json(ws, "command_result"))["ok"] is True
-        row = await sync_to_async(Device.objects.get)(pk=device.pk)
+        row = await sync_to_async(saved_device)(device.pk)
         assert row.brightness == 60 and row.extra_settings.get("x_ir_mode") == "on"
 
         agent.send_signal(signal.SIGTERM)
