@@ -43,6 +43,8 @@ def test_a_valid_command_is_applied_and_reported_back():
     ({"resolution": "8x8"}, "outside"),
     ({"resolution": 640}, "resolution"),
     ({"X_Mode": 1}, "unknown setting"),
+    ({"ir_mode": "on"}, "unknown setting"),
+    ({"x_" + "a" * 31: 1}, "unknown setting"),
     ({"x_mode": {"nested": 1}}, "x_mode"),
     ({"x_mode": "a" * 201}, "longer"),
     ({}, "non-empty"),
@@ -145,3 +147,16 @@ def test_a_replaced_agent_retries_slowly_and_an_auth_rate_limited_one_waits_a_mi
     assert BACKOFF_CAP_SECONDS / 2 <= retry_delay(Close.REPLACED, Backoff(rng=lambda: 0.0))
     assert retry_delay(Close.REPLACED, Backoff(rng=lambda: 1.0)) <= BACKOFF_CAP_SECONDS
     assert retry_delay(Close.AUTH_RATE_LIMITED, Backoff(rng=lambda: 0.0)) >= 60
+
+
+@pytest.mark.parametrize("changes", [
+    {"brightness": -100}, {"brightness": 100}, {"contrast": 0}, {"fps": 1}, {"fps": 60}, {"fps": 30.0},
+    {"resolution": "16x16"}, {"resolution": "3840x2160"}, {"resolution": "1280x720"},
+    {"x_ir_mode": "auto"}, {"x_a": None}, {"x_zoom_level": 2.5}, {"x_" + "z" * 30: True},
+    {"brightness": 5, "contrast": -5, "fps": 12, "resolution": "320x240", "x_note": "n" * 200},
+])
+def test_whatever_the_agent_applies_the_server_accepts_in_its_ack(changes):
+    from streams.control import validate_settings
+
+    applied = validate(changes)
+    assert validate_settings(applied) == applied

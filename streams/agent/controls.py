@@ -4,11 +4,11 @@ Pure: no sockets, no clocks. A command is validated as a whole before anything i
 applied, so a command with one bad key changes nothing (the server and the
 operator then see exactly one clear error).
 
-Keys (docs/agent.md, "Commands"):
+Keys (docs/agent.md, "What an operator can change"; docs/protocol.md section 4):
 - brightness, contrast: integers -100..100 (0 = unchanged image)
 - fps: integer 1..max_fps (max_fps from welcome.limits, at most 60)
 - resolution: "WxH", both even (H.264 4:2:0 needs even sizes), 16x16..3840x2160
-- any other key matching GENERIC_KEY_RE: a JSON scalar (string up to 200
+- generic keys x_<name> (GENERIC_KEY_RE, as the protocol defines them): a JSON scalar (string up to 200
   characters, number, boolean) stored and reported back; null removes the key.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 MIN_WIDTH, MIN_HEIGHT = 16, 16
 MAX_WIDTH, MAX_HEIGHT = 3840, 2160
 MAX_FPS = 60
-GENERIC_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+GENERIC_KEY_RE = re.compile(r"^x_[a-z0-9_]{1,30}$")
 MAX_GENERIC_STRING = 200
 MAX_GENERIC_KEYS = 32
 _RESOLUTION_RE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
@@ -80,7 +80,7 @@ def _integer(name: str, value, low: int, high: int) -> int:
 
 def _generic(name: str, value):
     if not GENERIC_KEY_RE.match(name):
-        raise InvalidSetting(f"unknown setting {name!r}: generic keys are lowercase [a-z0-9_], at most 40 characters")
+        raise InvalidSetting(f"unknown setting {name!r}: generic keys are x_ and 1-30 characters of [a-z0-9_]")
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
