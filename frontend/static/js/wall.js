@@ -8,6 +8,7 @@ import { ReconnectingSocket } from './lib/socket.js';
 const config = readConfig();
 const wallEl = document.getElementById('wall');
 const tiles = new Map();  // device id -> Tile
+const DEVICE_LIST_REFRESH_MS = 10000;
 
 const state = window.sightline = {
   page: 'wall',
@@ -136,5 +137,9 @@ if (config.organisationId) {
   }).start();
   window.addEventListener('pagehide', () => wallSocket.stop());
   setInterval(() => { for (const tile of tiles.values()) tile.refreshLastSeen(); }, 5000);
+  // The wall socket reports devices known when it connected; devices added or removed since
+  // come from the devices API.
+  setInterval(() => reconcile(), DEVICE_LIST_REFRESH_MS);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) reconcile(); });
 }
 window.addEventListener('pagehide', () => { for (const tile of tiles.values()) tile.socket.stop(); });
