@@ -38,6 +38,7 @@ class Connection:
         self.events: asyncio.Queue = asyncio.Queue()
         self.video_seqs: list[int] = []
         self.audio_seqs: list[int] = []
+        self.metadata_seqs: list[int] = []
         self.binary_messages = 0
         self.reassembler = protocol.Reassembler(LIMITS["max_frame_bytes"])
 
@@ -50,7 +51,8 @@ class Connection:
                 self.binary_messages += 1
                 frame = self.reassembler.feed(message)  # raises on any framing mistake
                 if frame is not None:
-                    seqs = self.audio_seqs if frame.header.kind == protocol.KIND_AUDIO else self.video_seqs
+                    seqs = {protocol.KIND_AUDIO: self.audio_seqs,
+                            protocol.KIND_METADATA: self.metadata_seqs}.get(frame.header.kind, self.video_seqs)
                     seqs.append(frame.header.seq)
                     await self.events.put(frame)
         finally:
@@ -152,6 +154,10 @@ async def test_the_agent_speaks_v1_with_header_auth_and_resumes_its_sequence_aft
             await conn.ws.send(json.dumps({"type": "persisted", "segment_id": "s", "frames": 3,
                                            "first_seq": 1, "last_seq": 3}))
             await conn.next(protocol.KIND_AUDIO)
+            metadata = await conn.next(protocol.KIND_METADATA)
+            assert not metadata.header.keyframe
+            described = json.loads(metadata.payload)
+            assert described["name"] == "porch" and described["settings"]["resolution"] == "160x90"
             await conn.next(protocol.KIND_JPEG)
             checks["chunked"] = conn.binary_messages > len(conn.video_seqs) + len(conn.audio_seqs)
             await conn.ws.close(1012, "service restart")
@@ -159,11 +165,12 @@ async def test_the_agent_speaks_v1_with_header_auth_and_resumes_its_sequence_aft
             await conn.welcome({"fps": 20, "resolution": "160x90"})  # no brightness: the agent keeps its own
             await conn.next(protocol.KIND_JPEG)
             await conn.next(protocol.KIND_AUDIO)
+            await conn.next(protocol.KIND_METADATA)
             second_connection_ready.set()
             await conn.ws.wait_closed()
 
     async with FakePortal(script) as portal:
-        agent = make_agent(portal.url, secret, audio=True, name="porch")
+        agent = make_agent(portal.url, secret, audio=True, metadata=True, name="porch")
         running = asyncio.create_task(agent.run())
         await asyncio.wait_for(second_connection_ready.wait(), 20)
         agent.stop()
@@ -176,6 +183,8 @@ async def test_the_agent_speaks_v1_with_header_auth_and_resumes_its_sequence_aft
     # A frame in flight when the server dropped may be lost, but the count never restarts.
     assert first.video_seqs[-1] < second.video_seqs[0] <= first.video_seqs[-1] + 2
     assert first.audio_seqs[-1] < second.audio_seqs[0] <= first.audio_seqs[-1] + 2
+    assert first.metadata_seqs == list(range(1, len(first.metadata_seqs) + 1))
+    assert first.metadata_seqs[-1] < second.metadata_seqs[0] <= first.metadata_seqs[-1] + 2
     assert agent.counters.reconnects == 1 and agent.counters.persisted == 1
     assert agent.settings.brightness == 50  # settings survive the reconnect too
 

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="pattern (default), file:PATH (a video file, looped) or v4l2:/dev/videoN (a webcam)")
     parser.add_argument("--codec", choices=["jpeg", "h264"], default="jpeg", help="video codec (default jpeg)")
     parser.add_argument("--audio", action="store_true", help="also send a 440 Hz test tone (PCM 16 kHz mono)")
+    parser.add_argument("--metadata", action="store_true",
+                        help="also send a metadata frame (JSON: settings, last video seq) once a second")
     parser.add_argument("--fps", type=int, default=10, help="frames per second, 1..60 (default 10)")
     parser.add_argument("--resolution", default="640x360", help="WxH, even numbers (default 640x360)")
     parser.add_argument("--jpeg-quality", type=int, default=75, metavar="Q", help="JPEG quality 1..95 (default 75)")
@@ -89,7 +91,8 @@ def config_from_args(args) -> AgentConfig:
     if not args.url.startswith(("ws://", "wss://")):
         raise AgentExit(EXIT_USAGE, "--url must start with ws:// or wss://")
     return AgentConfig(
-        url=args.url, token=read_token(args.token_file), auth=args.auth, codec=args.codec, audio=args.audio,
+        url=args.url, token=read_token(args.token_file), auth=args.auth, codec=args.codec,
+        audio=args.audio, metadata=args.metadata,
         fps=args.fps, width=width, height=height, duration=args.duration, frames=args.frames,
         name=args.name, use_server_settings=not args.local_settings,
     )

@@ -33,7 +33,7 @@ from streams.agent.encoders import AUDIO_CHUNK_SECONDS, AUDIO_HELLO, EncodedFram
 from streams.agent.imaging import adjust
 from streams.agent.sources import SourceUnavailable
 from streams.agent.status import Counters, StatusLine
-from streams.protocol import KIND_AUDIO, Close, encode_frame
+from streams.protocol import KIND_AUDIO, KIND_METADATA, Close, encode_frame
 
 # Process exit codes (docs/agent.md, "Exit codes").
 EXIT_OK = 0
@@ -55,6 +55,7 @@ STABLE_SESSION_SECONDS = 10.0  # a session this long resets the backoff
 AUTH_RATE_LIMIT_WAIT_SECONDS = 60.0  # the server's failure window (protocol section 2)
 WELCOME_TIMEOUT_SECONDS = 10.0
 STATS_EVERY_SECONDS = 10.0
+METADATA_EVERY_SECONDS = 1.0
 DEFAULT_LIMITS = {"max_message_bytes": 1024 * 1024, "max_frame_bytes": 4 * 1024 * 1024, "max_fps": 60,
                   "heartbeat_seconds": 10, "dead_after_seconds": 30}
 
@@ -73,6 +74,7 @@ class AgentConfig:
     auth: str = "header"  # or "subprotocol"
     codec: str = "jpeg"
     audio: bool = False
+    metadata: bool = False
     fps: int = 10
     width: int = 640
     height: int = 360
@@ -132,8 +134,9 @@ class Agent:
         self.counters.codec = encoder.codec
         self.settings = CameraSettings(fps=config.fps, width=config.width, height=config.height)
         self.backoff = Backoff(rng=rng)
-        self.video_seq = 0
-        self.audio_seq = 0
+        # Last sequence number sent per media kind (protocol section 3: each kind counts on its
+        # own); kept across reconnects so a stream resumes at N+1.
+        self.seqs = {"video": 0, "audio": 0, "metadata": 0}
         self.limits = dict(DEFAULT_LIMITS)
         self.tone = ToneGenerator() if config.audio else None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-capture")
@@ -307,6 +310,8 @@ class Agent:
                  asyncio.create_task(self.done.wait(), name="done")]
         if self.tone is not None:
             tasks.append(asyncio.create_task(self._audio(ws), name="audio"))
+        if self.config.metadata:
+            tasks.append(asyncio.create_task(self._metadata(ws), name="metadata"))
         try:
             finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
@@ -335,21 +340,17 @@ class Agent:
                 self.status.error(f"skipping a {len(frame.payload)}-byte frame: above the server's "
                                   f"max_frame_bytes={self.limits['max_frame_bytes']} (lower --jpeg-quality or resolution)")
             return False
-        if frame.kind == KIND_AUDIO:
-            self.audio_seq = (self.audio_seq + 1) & 0xFFFFFFFF
-            seq = self.audio_seq
-        else:
-            self.video_seq = (self.video_seq + 1) & 0xFFFFFFFF
-            seq = self.video_seq
+        stream = {KIND_AUDIO: "audio", KIND_METADATA: "metadata"}.get(frame.kind, "video")
+        seq = self.seqs[stream] = (self.seqs[stream] + 1) & 0xFFFFFFFF
         messages = encode_frame(frame.kind, frame.payload, seq, timestamp_us, frame.keyframe,
                                 max_message_bytes=int(self.limits["max_message_bytes"]))
         async with self._send_lock:
             for message in messages:
                 await ws.send(message)
-        if frame.kind == KIND_AUDIO:
-            self.counters.on_audio_frame(seq, len(frame.payload))
-        else:
+        if stream == "video":
             self.counters.on_video_frame(seq, len(frame.payload), time.monotonic())
+        elif stream == "audio":
+            self.counters.on_audio_frame(seq, len(frame.payload))
         return True
 
     def _produce(self, captured_at: float, width: int, height: int, fps: int,
@@ -399,6 +400,17 @@ class Agent:
             next_due += AUDIO_CHUNK_SECONDS
             if next_due < time.monotonic() - AUDIO_CHUNK_SECONDS:
                 next_due = time.monotonic()
+
+    async def _metadata(self, ws) -> None:
+        """Once a second, a kind-4 frame describing the camera (what a real one might send:
+        its settings and the last video frame's number), so metadata relaying can be watched."""
+        while not self.done.is_set():
+            captured_at = time.time()
+            document = {"agent": AGENT_NAME, "name": self.config.name, "video_seq": self.seqs["video"],
+                        "settings": self.settings.as_dict()}
+            payload = json.dumps(document, separators=(",", ":")).encode()
+            await self._send_frame(ws, EncodedFrame(KIND_METADATA, payload, False), int(captured_at * 1_000_000))
+            await asyncio.sleep(METADATA_EVERY_SECONDS)
 
     # -- receiving ------------------------------------------------------------------
 
