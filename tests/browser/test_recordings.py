@@ -67,7 +67,8 @@ def test_a_recording_plays_seeks_and_exports_with_a_matching_checksum(
         page.evaluate("(ms) => window.sightline.seekTo(ms)", back_ms)
         wait_for_state(page, "s.lastSeek")
     seek_median = sorted(seek_times)[1]
-    print(f"\nSEEK -> PLAYING: {', '.join(f'{ms:.0f}' for ms in seek_times)} ms "
+    print(f"\nSEEK -> PLAYING: first play from the timeline (nothing buffered) {clicked['ms']:.0f} ms; "
+          f"seeks across segments {', '.join(f'{ms:.0f}' for ms in seek_times)} ms "
           f"(median {seek_median:.0f} ms; bar 300 ms)")
 
     if any(s.has_audio for s in segments):  # recorded with --audio: it is decoded and not muted
