@@ -5,17 +5,16 @@ import pytest
 
 from streams.agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome, validate
 from streams.agent.encoders import JpegEncoder
-from streams.agent.session import (
+from streams.agent.reconnect import (
     BACKOFF_CAP_SECONDS,
     EXIT_BAD_TOKEN,
     EXIT_DEVICE_DISABLED,
     EXIT_TOKEN_REVOKED,
-    Agent,
-    AgentConfig,
     AgentExit,
     Backoff,
     retry_delay,
 )
+from streams.agent.session import Agent, AgentConfig
 from streams.agent.sources import PatternSource
 from streams.protocol import Close
 

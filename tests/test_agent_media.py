@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageStat
 from streams.agent.encoders import AUDIO_HELLO, H264Encoder, JpegEncoder, ToneGenerator, make_encoder
 from streams.agent.imaging import adjust, render_pattern
 from streams.agent.sources import FileSource, PatternSource, SourceUnavailable, open_source
-from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
+from streams.protocol import KIND_H264, KIND_JPEG
 
 T0 = 1763700000.0
 

@@ -19,7 +19,8 @@ from PIL import Image, ImageStat
 
 from streams import protocol, tokens
 from streams.agent.encoders import H264Encoder, JpegEncoder
-from streams.agent.session import Agent, AgentConfig, AgentExit
+from streams.agent.reconnect import AgentExit
+from streams.agent.session import Agent, AgentConfig
 from streams.agent.sources import PatternSource, SourceUnavailable
 from streams.agent.status import Counters, StatusLine
 

@@ -10,12 +10,12 @@ import argparse
 import asyncio
 import os
 import signal
-import sys
 
 from streams.agent import AGENT_NAME
 from streams.agent.controls import InvalidSetting, parse_resolution
 from streams.agent.encoders import make_encoder
-from streams.agent.session import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Agent, AgentConfig, AgentExit
+from streams.agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
+from streams.agent.session import Agent, AgentConfig
 from streams.agent.sources import SourceUnavailable, open_source
 from streams.agent.status import Counters, StatusLine
 from streams.tokens import MalformedToken, redact, split

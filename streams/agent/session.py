@@ -1,16 +1,20 @@
 """The agent's connection to the portal: protocol v1 sessions, reconnects, pacing.
 
+(When to reconnect and when to give up is decided in reconnect.py.)
+
 One ``Agent`` lives for the whole process and survives reconnects: its sequence
 numbers, settings and counters carry over, so a viewer sees the stream resume
 at seq N+1, never at 0. Each connection is a ``_session``: handshake, hello,
-welcome, then four tasks until the socket ends or the run is done:
+welcome, then these tasks until the socket ends or the run is done:
 
 - video: capture → brightness/contrast → encode (in one worker thread, so the
   event loop keeps answering pings) → send, paced by the monotonic clock;
 - audio (with --audio): one 100 ms PCM frame every 100 ms;
+- metadata (with --metadata): one JSON frame a second;
 - receiver: ping → pong, command → ack, persisted, error;
 - heartbeat: our own ping every heartbeat_seconds; a server silent for
-  dead_after_seconds is dead, and we reconnect.
+  dead_after_seconds is dead, and we reconnect;
+- report: the status line every second, a stats message every 10 s.
 
 All sends go through one lock: the chunks of a frame must be consecutive on
 the wire (docs/protocol.md section 3), with no pong or audio frame between them.
@@ -31,40 +35,25 @@ from streams.agent import AGENT_NAME
 from streams.agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
 from streams.agent.encoders import AUDIO_CHUNK_SECONDS, AUDIO_HELLO, EncodedFrame, ToneGenerator
 from streams.agent.imaging import adjust
+from streams.agent.reconnect import (
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    FINAL_CLOSES,
+    STABLE_SESSION_SECONDS,
+    AgentExit,
+    Backoff,
+    retry_delay,
+)
 from streams.agent.sources import SourceUnavailable
 from streams.agent.status import Counters, StatusLine
-from streams.protocol import KIND_AUDIO, KIND_METADATA, Close, encode_frame
+from streams.protocol import KIND_AUDIO, KIND_METADATA, encode_frame
 
-# Process exit codes (docs/agent.md, "Exit codes").
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_BAD_TOKEN = 3
-EXIT_TOKEN_REVOKED = 4
-EXIT_DEVICE_DISABLED = 5
-
-# Refusals that reconnecting cannot heal: a person has to act.
-FINAL_CLOSES = {
-    Close.BAD_TOKEN: (EXIT_BAD_TOKEN, "the server does not know this token (4001): check --token-file"),
-    Close.TOKEN_REVOKED: (EXIT_TOKEN_REVOKED, "this token was revoked (4002): issue a new one in the portal"),
-    Close.DEVICE_DISABLED: (EXIT_DEVICE_DISABLED, "this device is disabled in the portal (4003)"),
-}
-BACKOFF_BASE_SECONDS = 0.5
-BACKOFF_CAP_SECONDS = 30.0
-STABLE_SESSION_SECONDS = 10.0  # a session this long resets the backoff
-AUTH_RATE_LIMIT_WAIT_SECONDS = 60.0  # the server's failure window (protocol section 2)
 WELCOME_TIMEOUT_SECONDS = 10.0
 STATS_EVERY_SECONDS = 10.0
 METADATA_EVERY_SECONDS = 1.0
 DEFAULT_LIMITS = {"max_message_bytes": 1024 * 1024, "max_frame_bytes": 4 * 1024 * 1024, "max_fps": 60,
                   "heartbeat_seconds": 10, "dead_after_seconds": 30}
-
-
-class AgentExit(Exception):
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -88,39 +77,6 @@ class AgentConfig:
         if self.auth == "subprotocol":
             return {"subprotocols": ["sightline.v1", f"sightline.token.{self.token}"]}
         return {"subprotocols": ["sightline.v1"], "additional_headers": {"Authorization": f"Bearer {self.token}"}}
-
-
-class Backoff:
-    """Exponential backoff with full jitter: a delay uniform in [0, min(cap, base·2^n)]."""
-
-    def __init__(self, base: float = BACKOFF_BASE_SECONDS, cap: float = BACKOFF_CAP_SECONDS, rng=random.random):
-        self.base, self.cap, self.rng = base, cap, rng
-        self.attempt = 0
-
-    def ceiling(self) -> float:
-        return min(self.cap, self.base * (2 ** min(self.attempt, 30)))
-
-    def next_delay(self) -> float:
-        delay = self.rng() * self.ceiling()
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
-
-
-def retry_delay(close_code: int | None, backoff: Backoff) -> float:
-    """Seconds to wait before reconnecting after a connection ended with ``close_code``
-    (None: network error or no close frame). Raises AgentExit for final refusals."""
-    if close_code in FINAL_CLOSES:
-        raise AgentExit(*FINAL_CLOSES[close_code])
-    if close_code == Close.AUTH_RATE_LIMITED:
-        return AUTH_RATE_LIMIT_WAIT_SECONDS + backoff.next_delay()
-    if close_code == Close.REPLACED:
-        # Another instance uses this token. Retrying fast would make the two take turns
-        # replacing each other; retrying slowly lets this one take over if the other dies.
-        return backoff.cap / 2 + backoff.rng() * backoff.cap / 2
-    return backoff.next_delay()
 
 
 class Agent:
