@@ -47,6 +47,13 @@ def test_time_to_first_live_frame_on_the_device_page(personas, acme_camera, star
     for _ in range(3):
         page.goto(f"/devices/{acme_camera.pk}/")
         samples.append(wait_for_state(page, "s.firstFrameMs"))
+        steps = page.evaluate("""() => {
+            const n = performance.getEntriesByType('navigation')[0];
+            const t = window.sightline.timings;
+            return {html: n.responseEnd, module: t.moduleStart, socket_open: t.socketOpen,
+                    welcome: t.welcome, first_frame_received: t.firstBinary, drawn: window.sightline.firstFrameMs};
+        }""")
+        print("  breakdown (ms since navigation start): " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items()))
     median = sorted(samples)[1]
     print(f"\nTIME TO FIRST LIVE FRAME (navigation start -> first frame drawn): "
           f"{', '.join(f'{s:.0f}' for s in samples)} ms (median {median:.0f}; bar 300 ms)")

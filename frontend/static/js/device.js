@@ -4,6 +4,7 @@ import { formatBitrate, readConfig } from './lib/format.js';
 import { LivePlayer } from './lib/player.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
+const moduleStart = performance.now();
 const config = readConfig();
 const device = config.device;
 const $ = (id) => document.getElementById(id);
@@ -17,6 +18,7 @@ const state = window.sightline = {
   online: device.online,
   framesDrawn: 0,
   firstFrameMs: null,       // ms since navigation start when the first live frame was drawn
+  timings: { moduleStart: null, socketOpen: null, welcome: null, firstBinary: null },  // ms since navigation start
   latencyMs: null,
   fps: 0,
   bitrateBps: 0,
@@ -66,14 +68,21 @@ const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
     showConnection(name, detail);
   },
   // Live audio is not played here (recordings play it): do not have it sent.
-  onOpen() { socket.sendJson({ type: 'subscribe', kinds: ['jpeg', 'h264'] }); },
-  onBinary(buffer) { player.handleBinary(buffer); },
+  onOpen() {
+    state.timings.socketOpen ??= performance.now();
+    socket.sendJson({ type: 'subscribe', kinds: ['jpeg', 'h264'] });
+  },
+  onBinary(buffer) {
+    state.timings.firstBinary ??= performance.now();
+    player.handleBinary(buffer);
+  },
   onText(message) { handleMessage(message); },
-});
+}, { early: window.sightlineEarlySocket });
 
 function handleMessage(message) {
   switch (message.type) {
     case 'welcome':
+      state.timings.welcome ??= performance.now();
       state.canControl = Boolean(message.can_control);
       state.role = message.role;
       if (message.device) setPresence(message.device.online);
@@ -193,5 +202,6 @@ function explain(error) {
 // For the tests: drop the connection as a network failure would, to exercise reconnecting.
 state.dropConnection = () => socket.ws?.close(4000, 'dropped by test');
 
+state.timings.moduleStart = moduleStart;
 socket.start();
 window.addEventListener('pagehide', () => { socket.stop(); player.close(); });

@@ -1,7 +1,8 @@
 // Recordings: a day timeline per device, continuous HLS playback across segments
 // (hls.js over MSE; the browser's own HLS where there is no MSE), seek, day jumps, export.
-import { getJson, postJson } from './lib/api.js';
-import { clock, formatBytes, isoDay, readConfig } from './lib/format.js';
+import { getJson } from './lib/api.js';
+import { runExport } from './lib/export.js';
+import { clock, isoDay, readConfig } from './lib/format.js';
 import { MediaMap, mapFromSegments } from './lib/mediamap.js';
 import { Timeline, ZOOM_SPANS } from './lib/timeline.js';
 
@@ -250,66 +251,6 @@ function select(startMs, endMs) {
   }
 }
 
-async function sha256Hex(buffer) {
-  const digest = await crypto.subtle.digest('SHA-256', buffer);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-async function runExport(startMs, endMs) {
-  const progress = $('export-progress');
-  const say = (text) => { $('export-status').textContent = text; };
-  $('export-download').hidden = true;
-  $('export-checksum-row').hidden = true;
-  progress.hidden = false;
-  progress.value = 0;
-  state.export = { state: 'requested', progress: 0 };
-  let job;
-  try {
-    job = await postJson(config.exportsUrl, { start: new Date(startMs).toISOString(), end: new Date(endMs).toISOString() });
-  } catch (error) {
-    state.export = { state: 'failed', error: error.message };
-    say(`Export refused: ${error.message}`);
-    progress.hidden = true;
-    return;
-  }
-  say('Export queued…');
-  const deadline = Date.now() + 15 * 60 * 1000;
-  let info = { ...job, state: 'queued', progress: 0 };
-  while (Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    try { info = await getJson(job.status_url || `/api/exports/${job.id}/`); } catch (error) { say(`Checking export: ${error.message}`); continue; }
-    state.export = { ...info };
-    progress.value = info.progress || 0;
-    if (info.state === 'done' || info.state === 'failed') break;
-    say(`Exporting… ${Math.round((info.progress || 0) * 100)} %`);
-  }
-  if (info.state !== 'done') {
-    say(`Export failed: ${info.failure_reason || info.error || info.state}`);
-    return;
-  }
-  progress.value = 1;
-  say(`Export ready: ${formatBytes(info.bytes)}.`);
-  $('export-checksum').textContent = info.checksum;
-  $('export-checksum-row').hidden = false;
-  const link = $('export-download');
-  link.href = info.download_url;
-  link.download = `${config.device.name.replace(/[^\w-]+/g, '_')}-${new Date(startMs).toISOString().replace(/[:.]/g, '-')}.mp4`;
-  link.hidden = false;
-  // Check the file as it arrives here against the checksum the server computed.
-  if (crypto.subtle && info.bytes < 512 * 1024 * 1024) {
-    $('export-verified').textContent = 'verifying…';
-    try {
-      const response = await fetch(info.download_url, { credentials: 'same-origin' });
-      const computed = await sha256Hex(await response.arrayBuffer());
-      state.export.computedChecksum = computed;
-      state.export.verified = computed === info.checksum;
-      $('export-verified').textContent = state.export.verified ? '✓ matches the downloaded file' : `✗ downloaded file hashes to ${computed}`;
-    } catch (error) {
-      $('export-verified').textContent = `could not verify: ${error.message}`;
-    }
-  }
-}
-
 if (exportForm) {
   $('mark-in').addEventListener('click', () => select(state.currentWallMs ?? timeline.playheadMs, selection.end));
   $('mark-out').addEventListener('click', () => select(selection.start, state.currentWallMs ?? timeline.playheadMs));
@@ -324,7 +265,11 @@ if (exportForm) {
     const start = msFromTimeInput($('export-start').value);
     const end = msFromTimeInput($('export-end').value);
     if (!(end > start)) { $('export-status').textContent = 'The end must be after the start.'; return; }
-    runExport(start, end);
+    const fileName = `${config.device.name.replace(/[^\w-]+/g, '_')}-${new Date(start).toISOString().replace(/[:.]/g, '-')}.mp4`;
+    runExport({ url: config.exportsUrl, startMs: start, endMs: end, fileName }, {
+      progress: $('export-progress'), status: $('export-status'), checksumRow: $('export-checksum-row'),
+      checksum: $('export-checksum'), verified: $('export-verified'), download: $('export-download'),
+    }, (info) => { state.export = info; });
   });
 }
 

@@ -11,7 +11,11 @@ export class ReconnectingSocket {
    * @param {string} path  e.g. /ws/view/<id>/
    * @param {object} handlers  onOpen(ws), onText(obj), onBinary(ArrayBuffer), onState(state, detail)
    */
-  constructor(path, handlers, { minDelayMs = 250, maxDelayMs = 10000, protocols } = {}) {
+  /**
+   * early: {ws, path, messages, opened, closed} from a page's inline script that opened the
+   * socket before the modules loaded; its buffered events are replayed in order.
+   */
+  constructor(path, handlers, { minDelayMs = 250, maxDelayMs = 10000, protocols, early = null } = {}) {
     this.path = path;
     this.handlers = handlers;
     this.minDelayMs = minDelayMs;
@@ -23,6 +27,7 @@ export class ReconnectingSocket {
     this.stopped = false;
     this.timer = null;
     this.reconnects = 0;
+    this.early = early && early.path === path ? early : null;
   }
 
   start() {
@@ -55,7 +60,9 @@ export class ReconnectingSocket {
   connect() {
     clearTimeout(this.timer);
     this.setState(this.attempt ? 'reconnecting' : 'connecting');
-    const ws = new WebSocket(wsUrl(this.path), this.protocols);
+    const early = this.early;
+    this.early = null;  // only the first connection can be the early one
+    const ws = early ? early.ws : new WebSocket(wsUrl(this.path), this.protocols);
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     ws.onopen = () => {
@@ -84,6 +91,11 @@ export class ReconnectingSocket {
       }
       this.scheduleReconnect(event);
     };
+    if (early) {  // replay what happened before we took over, in order
+      if (early.opened) ws.onopen();
+      for (const event of early.messages) ws.onmessage(event);
+      if (early.closed) ws.onclose(early.closed);
+    }
   }
 
   scheduleReconnect(event) {

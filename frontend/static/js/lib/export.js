@@ -1,0 +1,75 @@
+// Clip export: ask the server for an MP4 of a range, show progress, then the SHA-256 the server
+// computed, and check the downloaded bytes against it in this browser.
+import { getJson, postJson } from './api.js';
+import { formatBytes } from './format.js';
+
+const POLL_MS = 500;
+const GIVE_UP_MS = 15 * 60 * 1000;
+const VERIFY_UP_TO_BYTES = 512 * 1024 * 1024;  // hashing needs the whole file in memory
+
+export async function sha256Hex(buffer) {
+  const digest = await crypto.subtle.digest('SHA-256', buffer);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * @param {object} job   {url, startMs, endMs, fileName}
+ * @param {object} els   {progress, status, checksumRow, checksum, verified, download}
+ * @param {function} onUpdate  called with the export's latest state (for window.sightline)
+ */
+export async function runExport({ url, startMs, endMs, fileName }, els, onUpdate) {
+  const say = (text) => { els.status.textContent = text; };
+  els.download.hidden = true;
+  els.checksumRow.hidden = true;
+  els.progress.hidden = false;
+  els.progress.value = 0;
+  let info = { state: 'requested', progress: 0 };
+  onUpdate(info);
+  let created;
+  try {
+    created = await postJson(url, { start: new Date(startMs).toISOString(), end: new Date(endMs).toISOString() });
+  } catch (error) {
+    onUpdate({ state: 'failed', error: error.message });
+    say(`Export refused: ${error.message}`);
+    els.progress.hidden = true;
+    return;
+  }
+  say('Export queued…');
+  const deadline = Date.now() + GIVE_UP_MS;
+  info = { ...created, state: 'queued', progress: 0 };
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    try {
+      info = await getJson(created.status_url || `/api/exports/${created.id}/`);
+    } catch (error) {
+      say(`Checking export: ${error.message}`);
+      continue;
+    }
+    onUpdate({ ...info });
+    els.progress.value = info.progress || 0;
+    if (info.state === 'done' || info.state === 'failed') break;
+    say(`Exporting… ${Math.round((info.progress || 0) * 100)} %`);
+  }
+  if (info.state !== 'done') {
+    say(`Export failed: ${info.failure_reason || info.error || info.state}`);
+    return;
+  }
+  els.progress.value = 1;
+  say(`Export ready: ${formatBytes(info.bytes)}.`);
+  els.checksum.textContent = info.checksum;
+  els.checksumRow.hidden = false;
+  els.download.href = info.download_url;
+  els.download.download = fileName;
+  els.download.hidden = false;
+  if (!crypto.subtle || info.bytes >= VERIFY_UP_TO_BYTES) return;  // crypto.subtle needs https or localhost
+  els.verified.textContent = 'verifying…';
+  try {
+    const response = await fetch(info.download_url, { credentials: 'same-origin' });
+    const computed = await sha256Hex(await response.arrayBuffer());
+    info = { ...info, computedChecksum: computed, verified: computed === info.checksum };
+    onUpdate(info);
+    els.verified.textContent = info.verified ? '✓ matches the downloaded file' : `✗ downloaded file hashes to ${computed}`;
+  } catch (error) {
+    els.verified.textContent = `could not verify: ${error.message}`;
+  }
+}
