@@ -20,6 +20,8 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
+
+from tests.support import subprocess_database_url
 from django.db import connection
 from django.test import Client
 from PIL import Image, ImageStat
@@ -47,7 +49,6 @@ def stop(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def server_env():
-    database = settings.DATABASES["default"]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "SIGHTLINE_DEVICE_TOKEN"},
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -61,11 +62,7 @@ def server_env():
         "LOG_LEVEL": "WARNING",
     }
     # The server must use the database this test writes to (under pytest-django, the test database).
-    if database["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{database['NAME']}"
-    else:
-        env["DATABASE_URL"] = (f"postgres://{database.get('USER') or ''}@{database.get('HOST') or '127.0.0.1'}:"
-                               f"{database.get('PORT') or 5432}/{database['NAME']}")
+    env["DATABASE_URL"] = subprocess_database_url()
     return env
 
 

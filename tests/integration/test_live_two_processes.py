@@ -18,6 +18,8 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
+
+from tests.support import subprocess_database_url
 from django.test import Client
 
 from streams import protocol
@@ -49,11 +51,11 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
 
 
 @pytest.fixture
-def servers(tmp_path):
+def servers(django_db_setup, tmp_path):
     """Start two uvicorn processes on the test database with a private channel prefix."""
-    database = settings.DATABASES["default"]
     env = {
         **os.environ,
+        "REDIS_URL": settings.REDIS_URL,
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "SECRET_KEY": settings.SECRET_KEY,
         "SIGHTLINE_VAR_DIR": str(settings.VAR_DIR),
@@ -64,8 +66,7 @@ def servers(tmp_path):
         "LOG_LEVEL": "WARNING",
         "COMMAND_TIMEOUT_SECONDS": "5",
     }
-    if database["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{database['NAME']}"
+    env["DATABASE_URL"] = subprocess_database_url()
     processes, ports = [], []
     try:
         for name in ("a", "b"):
@@ -73,7 +74,7 @@ def servers(tmp_path):
             log = open(tmp_path / f"uvicorn-{name}.log", "wb")
             processes.append(subprocess.Popen(
                 [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                 "--lifespan", "off", "--no-access-log"],
+                 "--lifespan", "off", "--ws-per-message-deflate", "false", "--no-access-log"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             ))
             ports.append(port)

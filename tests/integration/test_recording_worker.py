@@ -21,6 +21,8 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
 
+from tests.support import subprocess_database_url
+
 from recordings import archive, constants, recorder, synthetic
 from recordings.models import Segment, SegmentState
 from streams.groups import device_group
@@ -81,7 +83,6 @@ def stack(settings, tmp_path):
 
     default_queue = current_app.conf.task_default_queue
     current_app.conf.task_default_queue = queue  # exports and the like, sent from this process
-    db = settings.DATABASES["default"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update({
         "DJANGO_SETTINGS_MODULE": "project.settings", "SECRET_KEY": settings.SECRET_KEY,
@@ -89,11 +90,7 @@ def stack(settings, tmp_path):
         "CHANNEL_PREFIX": f"test-{run}", "CACHE_PREFIX": f"test-{run}", "CELERY_QUEUE": queue,
         "SPOOL_QUEUE": queue, "LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1",
     })
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (f"postgres://{db.get('USER') or ''}@{db.get('HOST') or '127.0.0.1'}:"
-                               f"{db.get('PORT') or 5432}/{db['NAME']}")
+    env["DATABASE_URL"] = subprocess_database_url()
     children = []
 
     def start_worker(**extra_env) -> Child:
