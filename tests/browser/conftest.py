@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from tests.support import subprocess_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -78,7 +80,6 @@ def stack_env(django_db_setup, tmp_path_factory):
     """Environment for every child process: same database, var dir and secret as this test
     run; private Redis key prefixes and Celery queue so parallel runs never share work."""
     run = uuid.uuid4().hex[:10]
-    db = settings.DATABASES["default"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update({
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -93,10 +94,7 @@ def stack_env(django_db_setup, tmp_path_factory):
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",
     })
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:  # PostgreSQL: the test database pytest-django created
-        env["DATABASE_URL"] = f"postgres://{db.get('USER') or ''}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+    env["DATABASE_URL"] = subprocess_database_url()  # the test database, SQLite file or PostgreSQL
     env["_LOG_DIR"] = str(tmp_path_factory.mktemp("stack-logs"))
     return env
 
