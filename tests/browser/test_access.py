@@ -1,4 +1,5 @@
-"""The outsider's direct URLs to another organisation's device, segment and playlist are 404."""
+"""The outsider's direct URLs to another organisation's device, segment and playlist are 404
+(and its sockets close with 4404), exactly like ids that do not exist."""
 from datetime import timedelta
 
 import pytest
@@ -27,6 +28,12 @@ def test_an_outsiders_direct_urls_get_404(personas, acme_camera, portal):
     ]
     statuses = {url: page.request.get(url).status for url in urls}
     assert set(statuses.values()) == {404}, statuses
+    close_codes = page.evaluate("""(paths) => Promise.all(paths.map((path) => new Promise((resolve) => {
+        const ws = new WebSocket(`ws://${location.host}${path}`);
+        ws.onclose = (event) => resolve(event.code);
+    })))""", [f"/ws/view/{acme_camera.pk}/", f"/ws/wall/{acme_camera.organisation_id}/",
+          f"/ws/publish/{acme_camera.pk}/"])
+    assert close_codes == [4404, 4404, 4404], close_codes
     response = page.goto(f"/devices/{acme_camera.pk}/")
     assert response.status == 404
     assert "Not found" in page.inner_text("h1")
