@@ -4,8 +4,8 @@
     rec.submit(frame, received_at)          # on the event loop: one deque append, never blocks
     rec.close()                             # non-blocking; the writer closes the segment durably
 
-submit() only appends to a bounded deque. A writer thread per device drains it
-every WRITER_POLL_SECONDS, appends whole batches to the spool file, fsyncs
+submit() only appends to a bounded deque. One writer thread per process (SharedWriter) drains
+every recorder's queue every WRITER_POLL_SECONDS, appends whole batches to the spool file, fsyncs
 every PART_SECONDS, cuts segments by recordings.segmenting.should_cut, and
 closes them through recordings.lifecycle (row -> closed, chain queued after
 commit, then `segment.persisted` to the device group). When the deque is full
@@ -103,7 +103,7 @@ class DeviceRecorder:
         self.state = "recording"  # recording | degraded | closed
         self.degraded_reason = ""
         self.segments_persisted = 0
-        self._thread = threading.Thread(target=self._run, name=f"recorder-{device_id}", daemon=True)
+        self._done = threading.Event()
         self._writer = SpoolWriter(self)
 
     # -- event-loop side: cheap and non-blocking ------------------------------
@@ -114,7 +114,7 @@ class DeviceRecorder:
         except RuntimeError:
             self._loop = None  # opened off the loop (database_sync_to_async): the first submit finds it
         _live_recorders.add(self)
-        self._thread.start()
+        _shared_writer().add(self)
 
     def submit(self, frame: Frame, received_at: float) -> None:
         if self._closing:
@@ -144,33 +144,33 @@ class DeviceRecorder:
                 "queued": len(self._queue), "segments_persisted": self.segments_persisted}
 
     def join(self, timeout: float | None = None) -> bool:
-        """Tests and shutdown: wait for the writer to finish; True if it did."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Tests and shutdown: wait until the writer has closed this recorder; True if it did."""
+        return self._done.wait(timeout)
 
-    # -- writer thread ----------------------------------------------------------
-    def _run(self) -> None:
-        from django.db import connection
-
+    # -- writer thread (shared by every recorder of the process) -----------------
+    def _step(self) -> tuple[bool, bool]:
+        """One pass of the shared writer over this recorder: (wrote anything, finished)."""
         try:
-            while True:
-                batch = []
-                while self._queue:
-                    batch.append(self._queue.popleft())
-                if batch:
-                    self._writer.write_batch(batch)
-                self._writer.tick(time.monotonic())
-                if self._closing and not self._queue:
-                    break
-                if not batch:
-                    time.sleep(constants.WRITER_POLL_SECONDS)
-            self._writer.finish_segment()
-        except Exception:  # never let the thread die silently; the row is left for recovery
+            batch = []
+            while self._queue:
+                batch.append(self._queue.popleft())
+            if batch:
+                self._writer.write_batch(batch)
+            self._writer.tick(time.monotonic())
+            if self._closing and not self._queue:
+                self._writer.finish_segment()
+                self._finish()
+                return bool(batch), True
+            return bool(batch), False
+        except Exception:  # one recorder's fault stops only its recording; the row is left for recovery
             log.exception("recorder writer for device %s crashed", self.device_id)
             self._set_degraded("writer crashed")
-        finally:
-            self.state = "closed" if self.state != "degraded" else self.state
-            connection.close()
+            self._finish()
+            return False, True
+
+    def _finish(self) -> None:
+        self.state = "closed" if self.state != "degraded" else self.state
+        self._done.set()
 
     def _set_degraded(self, reason: str) -> None:
         if self.state != "degraded":
@@ -207,6 +207,65 @@ class DeviceRecorder:
                 async_to_sync(layer.group_send)(group, message)
         except Exception:  # the segment is durable whether or not the device hears of it
             log.warning("could not send segment.persisted for %s", message.get("segment_id"), exc_info=True)
+
+
+class SharedWriter:
+    """The one thread that writes the spool for every recorder of this process.
+
+    One thread rather than one per camera: with 20 cameras, 20 threads waking
+    five times a second fought the event loop for the GIL and cost about three
+    times the disk work itself (bench/recording_cpu.py). A pass drains every
+    recorder's queue in one batch each; when a pass wrote nothing the thread
+    sleeps WRITER_POLL_SECONDS. A slow database call while closing one segment
+    delays the others' writes by that long; their queues absorb it
+    (QUEUE_MAX_FRAMES), and frames beyond are dropped for recording only.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._recorders: list[DeviceRecorder] = []
+        self._thread: threading.Thread | None = None
+
+    def add(self, recorder: "DeviceRecorder") -> None:
+        with self._lock:
+            self._recorders.append(recorder)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while True:
+                with self._lock:
+                    recorders = list(self._recorders)
+                    if not recorders:
+                        self._thread = None  # add() starts a new one when needed
+                        return
+                wrote = False
+                for recorder in recorders:
+                    did_write, finished = recorder._step()
+                    wrote = wrote or did_write
+                    if finished:
+                        with self._lock:
+                            self._recorders.remove(recorder)
+                if not wrote:
+                    time.sleep(constants.WRITER_POLL_SECONDS)
+        finally:
+            connection.close()
+
+
+_writer_lock = threading.Lock()
+_writer_instance: SharedWriter | None = None
+
+
+def _shared_writer() -> SharedWriter:
+    global _writer_instance
+    with _writer_lock:
+        if _writer_instance is None:
+            _writer_instance = SharedWriter()
+        return _writer_instance
 
 
 def _durable(fd: int) -> None:
