@@ -1,6 +1,7 @@
 """Reference agent, media side: the test pattern, brightness/contrast, sources, encoders, audio tone."""
 import math
 import struct
+import threading
 import time
 
 import av
@@ -10,7 +11,7 @@ from PIL import Image, ImageChops, ImageStat
 
 from streams.agent.encoders import AUDIO_HELLO, H264Encoder, JpegEncoder, ToneGenerator, make_encoder
 from streams.agent.imaging import adjust, render_pattern
-from streams.agent.sources import FileSource, PatternSource, SourceUnavailable, open_source
+from streams.agent.sources import FileSource, LatestFrame, PatternSource, SourceUnavailable, open_source
 from streams.protocol import KIND_H264, KIND_JPEG
 
 T0 = 1763700000.0
@@ -197,3 +198,59 @@ def test_a_video_file_source_decodes_scales_and_loops(tmp_path):
     source.close()
     assert reds[:4] == sorted(reds[:4]) and reds[3] > reds[0] + 100  # the four frames, in order
     assert reds[4:8] == pytest.approx(reds[:4], abs=8)  # then again from the start
+
+
+class FakeCamera:
+    """A frame stream that delivers ``count`` frames at once, then blocks until released
+    (a webcam that is faster than the agent, then idles) and then ends or fails."""
+
+    def __init__(self, count: int, failure: Exception | None = None):
+        self.count, self.failure = count, failure
+        self.delivered = threading.Event()
+        self.release = threading.Event()
+
+    def __iter__(self):
+        yield from range(1, self.count + 1)
+        self.delivered.set()
+        self.release.wait(10)
+        if self.failure is not None:
+            raise self.failure
+
+
+def _raises_within(call, seconds: float = 5.0) -> SourceUnavailable:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            call()
+        except SourceUnavailable as error:
+            return error
+        time.sleep(0.01)
+    raise AssertionError("the source kept delivering")
+
+
+def test_a_webcam_faster_than_the_agent_hands_out_its_newest_frame_not_a_backlog():
+    camera = FakeCamera(50)
+    reader = LatestFrame(iter(camera), "webcam /dev/video9")
+    try:
+        assert camera.delivered.wait(5)
+        assert reader.latest() == 50 and reader.latest() == 50
+    finally:
+        camera.release.set()
+    assert "webcam /dev/video9 stopped delivering frames" in str(_raises_within(reader.latest))
+    assert reader.stop()
+
+
+def test_a_webcam_that_fails_or_never_delivers_is_a_clear_error():
+    failing = FakeCamera(1, failure=OSError("No such device"))
+    reader = LatestFrame(iter(failing), "webcam /dev/video9")
+    failing.release.set()
+    assert "No such device" in str(_raises_within(reader.latest))
+
+    silent = FakeCamera(0)
+    reader = LatestFrame(iter(silent), "webcam /dev/video8", first_frame_timeout=0.2)
+    try:
+        with pytest.raises(SourceUnavailable, match="no frame within"):
+            reader.latest()
+    finally:
+        silent.release.set()
+    assert reader.stop()

@@ -8,6 +8,7 @@ session calls them from its worker thread, never on the event loop.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from PIL import Image
@@ -88,11 +89,66 @@ class FileSource:
             self._container = None
 
 
+class LatestFrame:
+    """Reads an endless frame iterator in its own thread and keeps only the newest frame.
+
+    A webcam delivers frames at its own rate into a queue (FFmpeg's v4l2 input
+    asks the driver for many buffers). Read at a slower agent rate, that queue
+    would fill and every picture sent would be seconds old; taking the newest
+    frame instead keeps latency at one camera frame whatever the two rates.
+    """
+
+    def __init__(self, frames, name: str, first_frame_timeout: float = 5.0):
+        self._frames = frames
+        self._name = name
+        self._timeout = first_frame_timeout
+        self._latest = None
+        self._error: str | None = None
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        error = f"{self._name} stopped delivering frames"
+        try:
+            for frame in self._frames:
+                with self._changed:
+                    self._latest = frame
+                    self._changed.notify_all()
+                if self._stopping.is_set():
+                    return
+        except Exception as exc:  # noqa: BLE001 -- any decode failure ends the source, reported by latest()
+            error = f"{self._name} stopped delivering frames: {exc}"
+        with self._changed:
+            self._error = error
+            self._changed.notify_all()
+
+    def latest(self):
+        """The newest frame; waits for the first one. Raises SourceUnavailable when the
+        stream has ended or no frame came in time."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._latest is not None or self._error, timeout=self._timeout)
+            if self._error:
+                raise SourceUnavailable(self._error)
+            if self._latest is None:
+                raise SourceUnavailable(f"{self._name} delivered no frame within {self._timeout:.0f} s")
+            return self._latest
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        """Ask the reader to stop after its current frame; True once it has."""
+        self._stopping.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
 class V4L2Source:
     """A webcam through PyAV's video4linux2 input.
 
     The camera is asked for the agent's size and rate; a camera that cannot do
-    them picks the nearest mode and frames are scaled to the size asked.
+    them picks the nearest mode and frames are scaled to the size asked. The
+    newest frame is taken at each capture (LatestFrame), so a camera faster than
+    the agent's fps adds no latency.
     """
 
     def __init__(self, device: str, width: int, height: int, fps: int):
@@ -108,16 +164,16 @@ class V4L2Source:
         except (av.error.FFmpegError, OSError) as error:
             raise SourceUnavailable(f"cannot open webcam {device}: {error} "
                                     "(is another program using it? is your user in the 'video' group?)") from None
-        self._frames = self._container.decode(video=0)
+        self._reader = LatestFrame(self._container.decode(video=0), f"webcam {device}")
 
     def capture(self, width: int, height: int, captured_at: float) -> Image.Image:
-        frame = next(self._frames, None)
-        if frame is None:
-            raise SourceUnavailable(f"webcam {self.device} stopped delivering frames")
-        return _fit(frame.to_image(), width, height)
+        return _fit(self._reader.latest().to_image(), width, height)
 
     def close(self) -> None:
-        self._container.close()
+        # Closing the container under a decode in progress can crash FFmpeg: wait for the
+        # reader first; if the camera hangs, the daemon thread dies with the process.
+        if self._reader.stop():
+            self._container.close()
 
 
 def open_source(spec: str, width: int, height: int, fps: int):
