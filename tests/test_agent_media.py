@@ -182,22 +182,72 @@ def test_a_missing_file_or_webcam_or_unknown_source_is_a_clear_error(tmp_path):
         open_source("camera", 64, 36, 5)
 
 
-def test_a_video_file_source_decodes_scales_and_loops(tmp_path):
+def _clip(tmp_path, frames: int = 4, rate: int = 5) -> str:
+    """A tiny H.264 clip whose frame i is red level i*60, so frames can be told apart."""
     path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=5)
+        stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
-        for i in range(4):
+        for i in range(frames):
             image = Image.new("RGB", (96, 64), (i * 60, 0, 0))
             for packet in stream.encode(av.VideoFrame.from_image(image)):
                 container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
-    source = FileSource(str(path))
-    reds = [source.capture(48, 32, time.time()).getpixel((24, 16))[0] for _ in range(9)]
+    return str(path)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _frame_numbers(source: FileSource, clock: FakeClock, captures: int, step: float) -> list[int]:
+    """Which clip frame (0..3) each capture showed, with the clock advancing by ``step``."""
+    numbers = []
+    for _ in range(captures):
+        image = source.capture(48, 32, time.time())
+        assert image.size == (48, 32)
+        numbers.append(round(image.getpixel((24, 16))[0] / 60))
+        clock.now += step
+    return numbers
+
+
+def test_a_video_file_source_decodes_scales_and_loops_at_the_clips_own_speed(tmp_path):
+    clock = FakeClock()
+    source = FileSource(_clip(tmp_path), clock=clock)
+    try:
+        assert _frame_numbers(source, clock, 9, 0.2) == [0, 1, 2, 3, 0, 1, 2, 3, 0]
+    finally:
+        source.close()
+    assert source.loops == 2
+
+
+def test_a_video_file_repeats_frames_for_a_faster_agent_and_skips_them_for_a_slower_one(tmp_path):
+    clock = FakeClock()
+    fast = FileSource(_clip(tmp_path), clock=clock)
+    assert _frame_numbers(fast, clock, 8, 0.1) == [0, 0, 1, 1, 2, 2, 3, 3]
+    fast.close()
+    slow = FileSource(_clip(tmp_path), clock=clock)
+    assert _frame_numbers(slow, clock, 4, 0.4) == [0, 2, 0, 2]
+    slow.close()
+
+
+def test_a_video_file_resumes_where_it_was_after_a_long_pause(tmp_path):
+    clock = FakeClock()
+    source = FileSource(_clip(tmp_path), clock=clock)
+    assert _frame_numbers(source, clock, 2, 0.2) == [0, 1]
+    clock.now += 60  # disconnected for a minute: no minute of backlog to decode
+    assert _frame_numbers(source, clock, 3, 0.2) == [2, 3, 0]
     source.close()
-    assert reds[:4] == sorted(reds[:4]) and reds[3] > reds[0] + 100  # the four frames, in order
-    assert reds[4:8] == pytest.approx(reds[:4], abs=8)  # then again from the start
+
+
+def test_an_empty_video_file_is_a_clear_error(tmp_path):
+    with pytest.raises(SourceUnavailable):
+        FileSource(_clip(tmp_path, frames=0))
 
 
 class FakeCamera:

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", metavar="PATH",
                         help=f"file holding the device token (else the {TOKEN_ENV} environment variable)")
     parser.add_argument("--source", default="pattern",
-                        help="pattern (default), file:PATH (a video file, looped) or v4l2:/dev/videoN (a webcam)")
+                        help="pattern (default), file:PATH (a video file, played at its own speed and looped) or v4l2:/dev/videoN (a webcam)")
     parser.add_argument("--codec", choices=["jpeg", "h264"], default="jpeg", help="video codec (default jpeg)")
     parser.add_argument("--audio", action="store_true", help="also send a 440 Hz test tone (PCM 16 kHz mono)")
     parser.add_argument("--metadata", action="store_true",

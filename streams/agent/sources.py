@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 from PIL import Image
@@ -46,20 +47,36 @@ class PatternSource:
 
 
 class FileSource:
-    """A video file decoded with PyAV, looped forever, one decoded frame per capture.
+    """A video file decoded with PyAV, played at its own speed and looped forever.
 
-    The file plays at the agent's fps, not its own, so a 30 fps clip sent at
-    10 fps runs three times slower: the point is realistic pixels, not playback.
+    Each capture takes the frame whose presentation time matches the time since
+    playback started on the monotonic clock: a 30 fps clip sent at 10 fps skips
+    two frames in three, a 5 fps clip sent at 10 fps shows each frame twice. After
+    a pause longer than CATCH_UP_SECONDS (the agent was disconnected) playback
+    continues where it stopped instead of decoding the backlog.
     """
 
-    def __init__(self, path: str):
+    CATCH_UP_SECONDS = 1.0
+    _EPSILON = 1e-6  # presentation times are rationals turned into floats
+
+    def __init__(self, path: str, clock=time.monotonic):
         self.path = path
         self.description = f"file {Path(path).name}"
         if not os.path.isfile(path):
             raise SourceUnavailable(f"video file {path} does not exist")
+        self._clock = clock
         self._container = None
         self._frames = None
+        self._frame_duration = 1 / 25
+        self._anchor = None  # clock reading at media time 0
+        self._pass_start = 0.0  # media time at which the current pass of the file starts
+        self._pass_origin = None  # the first frame's own timestamp in this pass
+        self._pass_end = 0.0  # media time just after the last frame decoded
+        self._decoded_in_pass = 0
+        self.loops = 0
         self._open()
+        self._current = None  # (media time, frame) being shown
+        self._pending = self._decode_next()  # the frame after it
 
     def _open(self) -> None:
         import av
@@ -71,17 +88,46 @@ class FileSource:
         if not self._container.streams.video:
             self._container.close()
             raise SourceUnavailable(f"{self.path} has no video stream")
-        self._frames = self._container.decode(video=0)
+        stream = self._container.streams.video[0]
+        if stream.average_rate:
+            self._frame_duration = 1 / float(stream.average_rate)
+        self._frames = self._container.decode(stream)
 
-    def capture(self, width: int, height: int, captured_at: float) -> Image.Image:
-        for attempt in range(2):
-            frame = next(self._frames, None)
+    def _decode_next(self):
+        import av
+
+        for _attempt in range(2):
+            try:
+                frame = next(self._frames, None)
+            except (av.error.FFmpegError, OSError) as error:
+                raise SourceUnavailable(f"cannot decode {self.path}: {error}") from None
             if frame is not None:
-                return _fit(frame.to_image(), width, height)
-            # End of file: start again (reopening is simpler and more robust than seeking).
+                own = frame.time if frame.time is not None else self._decoded_in_pass * self._frame_duration
+                if self._pass_origin is None:
+                    self._pass_origin = own
+                when = self._pass_start + max(0.0, own - self._pass_origin)
+                self._pass_end = max(self._pass_end, when + self._frame_duration)
+                self._decoded_in_pass += 1
+                return when, frame
+            if self._decoded_in_pass == 0:
+                break
+            # End of file: start again after the last frame's duration (reopening is
+            # simpler and more robust than seeking in every container format).
             self._container.close()
             self._open()
+            self._pass_start, self._pass_origin, self._decoded_in_pass = self._pass_end, None, 0
+            self.loops += 1
         raise SourceUnavailable(f"{self.path} contains no decodable video frames")
+
+    def capture(self, width: int, height: int, captured_at: float) -> Image.Image:
+        now = self._clock()
+        if self._anchor is None or now - self._anchor - self._pending[0] > self.CATCH_UP_SECONDS:
+            self._anchor = now - self._pending[0]
+        target = now - self._anchor + self._EPSILON
+        while self._current is None or self._pending[0] <= target:
+            self._current = self._pending
+            self._pending = self._decode_next()
+        return _fit(self._current[1].to_image(), width, height)
 
     def close(self) -> None:
         if self._container is not None:
