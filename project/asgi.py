@@ -3,9 +3,6 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-from project.memory import tune_malloc
-
-tune_malloc()  # see project/memory.py: large frame buffers, no heap trim churn
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 django_asgi_app = get_asgi_application()  # must run before importing consumers (app registry)
 
