@@ -205,6 +205,10 @@ def _add_video_stream(out, width: int, height: int, nominal_fps: float):
         constants.X264_OPTIONS, **{"forced-idr": "1"}))
     stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
     stream.pix_fmt = "yuv420p"
+    # PyAV defaults to SLICE, which makes libx264 use sliced threads; the ffmpeg
+    # CLI's default (frame + slice) gives x264 frame threads, the faster choice
+    # for whole-file encoding (bench/transcode.py compares the two).
+    stream.codec_context.thread_type = "AUTO"
     stream.codec_context.time_base = TIME_BASE
     stream.time_base = TIME_BASE
     stream.codec_context.gop_size = int(nominal_fps * 10) or 150  # IDRs are forced by time instead
