@@ -98,6 +98,7 @@ class Usage:
     sys_s: float = 0.0  # the kernel's share of cpu_s (socket copies, writes, fsync)
     rss_max_bytes: int = 0
     per_process: dict = field(default_factory=dict)
+    main_thread_s: float = 0.0  # CPU of the processes' main threads (the event loop); the rest is other threads
 
     @property
     def cpu_pct(self) -> float:
@@ -122,7 +123,8 @@ class UsageMeter:
         for p in self.procs:
             with contextlib.suppress(psutil.Error):
                 t = p.cpu_times()
-                out[p.pid] = (t.user + t.system, t.system)
+                main = next((th for th in p.threads() if th.id == p.pid), None)
+                out[p.pid] = (t.user + t.system, t.system, (main.user_time + main.system_time) if main else 0.0)
         return out
 
     def _sample(self) -> None:
@@ -143,9 +145,11 @@ class UsageMeter:
         wall = time.monotonic() - self._t0
         self._stop.set()
         self._thread.join()
-        per = {pid: cpu1.get(pid, (0.0, 0.0))[0] - self._cpu0[pid][0] for pid in self._cpu0}
-        sys_s = sum(cpu1.get(pid, (0.0, 0.0))[1] - self._cpu0[pid][1] for pid in self._cpu0)
-        return Usage(sum(per.values()), wall, sys_s, sum(self._rss_max.values()), per)
+        zero = (0.0, 0.0, 0.0)
+        per = {pid: cpu1.get(pid, zero)[0] - self._cpu0[pid][0] for pid in self._cpu0}
+        sys_s = sum(cpu1.get(pid, zero)[1] - self._cpu0[pid][1] for pid in self._cpu0)
+        main_s = sum(cpu1.get(pid, zero)[2] - self._cpu0[pid][2] for pid in self._cpu0)
+        return Usage(sum(per.values()), wall, sys_s, sum(self._rss_max.values()), per, main_s)
 
 
 @dataclass
