@@ -1,6 +1,7 @@
 """Shared personas (healthchecks-style): in Acme, alice owns, bob operates, carol views;
 mallory owns Globex, the outsider. Each has a device."""
 import pytest
+import pytest_asyncio
 
 from accounts.models import Membership, Organisation, Role
 
@@ -58,3 +59,38 @@ def globex_camera(globex):
 @pytest.fixture
 def personas(alice, bob, carol, mallory, acme_camera, globex_camera):
     return {"owner": alice, "operator": bob, "viewer": carol, "outsider": mallory}
+
+
+# -- live path (consumer tests) -------------------------------------------------
+
+
+@pytest.fixture
+def device_token(acme_camera):
+    """A fresh token of Acme's camera, in clear."""
+    return acme_camera.issue_token()[0]
+
+
+@pytest.fixture
+def sessions(personas):
+    """A logged-in session cookie for each persona."""
+    from tests.live_helpers import session_cookie
+
+    return {role: session_cookie(user) for role, user in personas.items()}
+
+
+@pytest_asyncio.fixture
+async def live_state():
+    """Fresh hub, Redis client and channel layer around a consumer test."""
+    from tests.live_helpers import fresh_live_state
+
+    await fresh_live_state()
+    yield
+    await fresh_live_state()
+
+
+@pytest.fixture
+def live_only(monkeypatch, live_state):
+    """live_state, and the device consumer opens no real recorder (consumer tests use fakes)."""
+    from tests.live_helpers import live_only as disable_recorder
+
+    disable_recorder(monkeypatch)

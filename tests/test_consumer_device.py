@@ -1,10 +1,8 @@
 """The device socket (/ws/device/): authentication, hello/welcome, every refusal and its close code."""
-import asyncio
 import logging
 import time
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
@@ -12,8 +10,6 @@ from streams import broadcast, groups, limits, protocol
 from streams.models import Device, DeviceToken
 from streams.protocol import Close
 from tests.live_helpers import (
-    fresh_live_state,
-    live_only,
     HELLO,
     connect_device,
     device_socket,
@@ -23,21 +19,12 @@ from tests.live_helpers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def close_live_resources(monkeypatch):
-    live_only(monkeypatch)
-    await fresh_live_state()
-    yield
-    await fresh_live_state()
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_only")]
 
 
 @pytest.fixture
-def token(acme_camera):
-    clear, _row = acme_camera.issue_token()
-    return clear
+def token(device_token):
+    return device_token
 
 
 @pytest.fixture

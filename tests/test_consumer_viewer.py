@@ -4,15 +4,12 @@ import asyncio
 import json
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 
 from streams import broadcast, protocol
 from streams.models import Device
 from streams.protocol import Close
 from tests.live_helpers import (
-    fresh_live_state,
-    live_only,
     browser_socket,
     connect_device,
     expect_close,
@@ -20,29 +17,15 @@ from tests.live_helpers import (
     receive_binary,
     receive_json_of_type,
     receive_nothing_but_pings,
-    session_cookie,
     wait_for,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def close_live_resources(monkeypatch):
-    live_only(monkeypatch)
-    await fresh_live_state()
-    yield
-    await fresh_live_state()
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_only")]
 
 
 @pytest.fixture
-def sessions(personas):
-    return {role: session_cookie(user) for role, user in personas.items()}
-
-
-@pytest.fixture
-def token(acme_camera):
-    return acme_camera.issue_token()[0]
+def token(device_token):
+    return device_token
 
 
 async def open_viewer(device, sessionid, **kwargs):

@@ -1,44 +1,27 @@
 """The wall socket (/ws/wall/<org>/), the browser publisher (/ws/publish/<id>/) and GET /api/devices/,
 as owner, operator, viewer, outsider and anonymous."""
 import pytest
-import pytest_asyncio
 from django.test import Client
 
 from accounts.models import DeviceGrant, Membership
 from streams import broadcast, groups
 from streams.protocol import Close
 from tests.live_helpers import (
-    fresh_live_state,
     HELLO,
     browser_socket,
     connect_device,
     expect_close,
     jpeg_frame,
-    live_only,
     receive_json_of_type,
     receive_nothing_but_pings,
-    session_cookie,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True)]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def close_live_resources(monkeypatch):
-    live_only(monkeypatch)
-    await fresh_live_state()
-    yield
-    await fresh_live_state()
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_only")]
 
 
 @pytest.fixture
-def sessions(personas):
-    return {role: session_cookie(user) for role, user in personas.items()}
-
-
-@pytest.fixture
-def token(acme_camera):
-    return acme_camera.issue_token()[0]
+def token(device_token):
+    return device_token
 
 
 # -- wall ---------------------------------------------------------------------------------------

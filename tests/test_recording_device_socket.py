@@ -3,28 +3,19 @@ recorder, segments land in the spool and the database, and the device hears `per
 import time
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 
 from recordings import lifecycle, recorder, spool, synthetic
 from recordings.models import Segment, SegmentState
 from streams import protocol
-from tests.live_helpers import connect_device, fresh_live_state, receive_json_of_type, wait_for
+from tests.live_helpers import connect_device, receive_json_of_type, wait_for
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
-
-
-@pytest_asyncio.fixture(autouse=True)
-async def live_state():
-    await fresh_live_state()
-    yield
-    await fresh_live_state()
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]
 
 
 @pytest.fixture
-def token(acme_camera):
-    clear, _row = acme_camera.issue_token()
-    return clear
+def token(device_token):
+    return device_token
 
 
 @pytest.fixture
