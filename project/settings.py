@@ -142,6 +142,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "recordings-retention": {"task": "recordings.retention_task", "schedule": 300.0},
     "recordings-recover-spool": {"task": "recordings.recover_spool_task", "schedule": 60.0},
+    # A server process that dies leaves its devices' rows online; Redis presence has expired.
+    "streams-mark-stale-offline": {"task": "streams.mark_stale_devices_offline_task", "schedule": 60.0},
 }
 
 # Media: the spool is local to the host that ingests; archives go through

@@ -163,3 +163,24 @@ def device_summary(device, live: tuple[bool, float | None] | None) -> dict:
         "location": device.location,
         "expected_media": device.expected_media,
     }
+
+
+def stale_online_ids(online_ids, live: dict[str, tuple[bool, float | None]]) -> list[str]:
+    """Rows flagged online whose Redis presence is gone: their server process died
+    (a clean disconnect writes the row itself)."""
+    return [str(device_id) for device_id in online_ids if not live.get(str(device_id), (False, None))[0]]
+
+
+def mark_stale_devices_offline(batch: int = 500) -> int:
+    """Clear the row's online flag where Redis says the device is gone; returns how many.
+    Runs from Celery beat (streams.mark_stale_devices_offline_task), in batches."""
+    from streams.models import Device
+
+    changed = 0
+    ids = list(Device.objects.filter(online=True).values_list("pk", flat=True))
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        stale = stale_online_ids(chunk, snapshot_sync(chunk))
+        if stale:
+            changed += Device.objects.filter(pk__in=stale, online=True).update(online=False)
+    return changed
