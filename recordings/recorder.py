@@ -175,10 +175,13 @@ class DeviceRecorder:
     def _set_degraded(self, reason: str) -> None:
         if self.state != "degraded":
             log.error("recording degraded for device %s: %s", self.device_id, reason)
+        was_degraded = self.state == "degraded"
         self.state, self.degraded_reason = "degraded", reason
         from recordings import alerts
 
         alerts.set_recording_degraded(self.device_id, reason)
+        if not was_degraded:
+            self._notify_state()
 
     def _clear_degraded(self) -> None:
         if self.state == "degraded":
@@ -186,14 +189,25 @@ class DeviceRecorder:
             from recordings import alerts
 
             alerts.clear_recording_degraded(self.device_id)
+            self.state, self.degraded_reason = "recording", ""
+            self._notify_state()
+            return
         self.state, self.degraded_reason = "recording", ""
 
     def _notify_persisted(self, message: dict) -> None:
+        self.segments_persisted += 1
+        self._tell_device(message)
+
+    def _notify_state(self) -> None:
+        """Tell the device its recording state changed (degraded: disk full, storage or database down)."""
+        self._tell_device({"type": "recording.state", "state": self.state, "reason": self.degraded_reason})
+
+    def _tell_device(self, message: dict) -> None:
+        """group_send to the device's consumer from the writer thread; best effort."""
         from channels.layers import get_channel_layer
 
         from streams.groups import device_group
 
-        self.segments_persisted += 1
         layer = get_channel_layer()
         group = device_group(self.device_id)
         loop = self._loop
@@ -205,8 +219,8 @@ class DeviceRecorder:
                 from asgiref.sync import async_to_sync
 
                 async_to_sync(layer.group_send)(group, message)
-        except Exception:  # the segment is durable whether or not the device hears of it
-            log.warning("could not send segment.persisted for %s", message.get("segment_id"), exc_info=True)
+        except Exception:  # what was persisted stays persisted whether or not the device hears of it
+            log.warning("could not send %s to device %s", message.get("type"), self.device_id, exc_info=True)
 
 
 class SharedWriter:
@@ -305,7 +319,7 @@ def _free_spool_bytes() -> int:
 
 def _log_send_failure(future) -> None:
     if future.exception() is not None:
-        log.warning("segment.persisted group_send failed: %s", future.exception())
+        log.warning("group_send to a device failed: %s", future.exception())
 
 
 class SpoolWriter:

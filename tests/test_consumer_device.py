@@ -333,6 +333,18 @@ async def test_a_persisted_segment_is_reported_to_the_device(token, acme_camera)
     await device.disconnect()
 
 
+async def test_a_degraded_recording_is_reported_to_the_device_and_live_goes_on(token, acme_camera):
+    device, _ = await connect_device(token)
+    await get_channel_layer().group_send(groups.device_group(acme_camera.pk),
+                                         {"type": "recording.state", "state": "degraded", "reason": "spool disk full"})
+    state = await receive_json_of_type(device, "recording")
+    assert state == {"type": "recording", "state": "degraded", "reason": "spool disk full"}
+    await device.send_to(bytes_data=jpeg_frame(1))  # live frames are still accepted
+    await device.send_json_to({"type": "ping", "id": 7, "ts": 1.0})
+    assert (await receive_json_of_type(device, "pong"))["id"] == 7
+    await device.disconnect()
+
+
 async def test_device_stats_and_error_reports_are_accepted_without_closing(token):
     device, _ = await connect_device(token)
     await device.send_json_to({"type": "stats", "encoder_fps": 9.8, "temperature_c": 41})

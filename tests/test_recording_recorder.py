@@ -258,3 +258,19 @@ def test_a_stuck_camera_clock_still_gets_segments_cut_by_wall_time(acme_camera, 
     assert rec.join(10)
     segments = list(Segment.objects.order_by("created_at"))
     assert len(segments) >= 2 and sum(s.frames for s in segments) == seq
+
+
+def test_the_device_is_told_once_when_recording_degrades_and_when_it_recovers(monkeypatch):
+    told = []
+    monkeypatch.setattr(recorder.DeviceRecorder, "_tell_device", lambda self, message: told.append(message))
+    monkeypatch.setattr("recordings.alerts.set_recording_degraded", lambda *a: None)
+    monkeypatch.setattr("recordings.alerts.clear_recording_degraded", lambda *a: None)
+    rec = recorder.DeviceRecorder("d", "o", segment_seconds=10)  # not started: state changes only
+    rec._set_degraded("spool disk full")
+    rec._set_degraded("spool disk still full")
+    rec._clear_degraded()
+    rec._clear_degraded()
+    assert told == [
+        {"type": "recording.state", "state": "degraded", "reason": "spool disk full"},
+        {"type": "recording.state", "state": "recording", "reason": ""},
+    ]

@@ -383,6 +383,8 @@ class Agent:
                 await self._send_text(ws, self.handle_command(data))
             elif kind == "persisted":
                 self.counters.persisted += 1
+            elif kind == "recording" and data.get("state") == "degraded":
+                self.status.error(f"server: recording degraded ({str(data.get('reason'))[:200]}); live continues")
             elif kind == "error":
                 self.last_server_error = data
                 self.status.error(f"server: {data.get('code')} {str(data.get('message'))[:200]}")

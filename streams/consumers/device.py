@@ -310,6 +310,12 @@ class DeviceConsumer(SightlineSocket):
             return
         await self.send_message({**{k: v for k, v in event.items() if k != "type"}, "type": "persisted"})
 
+    async def recording_state(self, event):
+        """The recorder degraded (disk full, storage or database down) or recovered; live goes on."""
+        if self.closing:
+            return
+        await self.send_message({"type": "recording", "state": event.get("state"), "reason": event.get("reason", "")})
+
     # -- end -----------------------------------------------------------------------
 
     async def disconnect(self, code):
