@@ -1,6 +1,7 @@
 """The wall socket (/ws/wall/<org>/), the browser publisher (/ws/publish/<id>/) and GET /api/devices/,
 as owner, operator, viewer, outsider and anonymous."""
 import pytest
+from channels.db import database_sync_to_async
 from django.test import Client
 
 from accounts.models import DeviceGrant, Membership
@@ -40,6 +41,46 @@ async def test_members_get_the_device_list_then_presence_events(sessions, acme, 
     assert event["device_id"] == str(acme_camera.pk) and event["online"] is True
     await device.disconnect()
     assert (await receive_json_of_type(wall, "presence"))["online"] is False
+    await wall.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_device_added_after_the_wall_opened_appears_on_it(sessions, acme, acme_camera):
+    from streams.models import Device
+
+    wall = browser_socket(f"/ws/wall/{acme.pk}/", sessions["viewer"])
+    assert (await wall.connect())[0]
+    assert len((await receive_json_of_type(wall, "devices"))["devices"]) == 1
+    added = await database_sync_to_async(Device.objects.create)(organisation=acme, name="New camera")
+    new_token = await database_sync_to_async(lambda: added.issue_token()[0])()
+    device, _ = await connect_device(new_token)
+    listing = await receive_json_of_type(wall, "devices")
+    assert {d["name"] for d in listing["devices"]} == {"Front door", "New camera"}
+    event = await receive_json_of_type(wall, "presence")
+    assert event["device_id"] == str(added.pk) and event["online"] is True
+    await device.disconnect()
+    await wall.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_restricted_member_is_not_told_of_devices_outside_their_grants(sessions, acme, acme_camera, token):
+    from accounts.models import DeviceGrant, Membership
+    from streams.models import Device
+
+    def restrict():
+        membership = Membership.objects.get(user__username="carol", organisation=acme)
+        membership.restricted_to_grants = True
+        membership.save()
+        other = Device.objects.create(organisation=acme, name="Granted")
+        DeviceGrant.objects.create(membership=membership, device=other)
+
+    await database_sync_to_async(restrict)()
+    wall = browser_socket(f"/ws/wall/{acme.pk}/", sessions["viewer"])
+    assert (await wall.connect())[0]
+    assert [d["name"] for d in (await receive_json_of_type(wall, "devices"))["devices"]] == ["Granted"]
+    device, _ = await connect_device(token)  # Front door: not granted
+    await receive_nothing_but_pings(wall, 0.5)
+    await device.disconnect()
     await wall.disconnect()
 
 

@@ -47,6 +47,8 @@ class WallConsumer(SightlineSocket):
             metrics.AUTH_FAILURES.labels(self.endpoint, "not_found").inc()
             return await self.refuse(Close.NOT_FOUND, "no such organisation")
         self.visible = {str(device.pk) for device in devices}
+        self.hidden: set[str] = set()  # devices of the organisation this member may not see (grants)
+        self.user, self.organisation_id = user, organisation_id
         group = org_group(organisation_id)
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
@@ -73,8 +75,30 @@ class WallConsumer(SightlineSocket):
             await self.refuse(error.code, error.message)
 
     async def presence_changed(self, event):
-        if event["device_id"] in self.visible and not self.closing:
+        if self.closing:
+            return
+        device_id = event["device_id"]
+        if device_id not in self.visible and device_id not in self.hidden:
+            await self._refresh_devices(device_id)
+        if device_id in self.visible and not self.closing:
             await self.send_message({**event, "type": "presence"})
+
+    async def _refresh_devices(self, device_id: str) -> None:
+        """A device this wall has not heard of (added since it connected): re-read the list
+        through the tenant lookup and, if it changed, send it again (the page adds the tile)."""
+        devices = await database_sync_to_async(_wall_devices)(self.user, self.organisation_id)
+        if devices is None:  # the membership is gone
+            return await self.refuse(Close.NOT_FOUND, "no such organisation")
+        visible = {str(device.pk) for device in devices}
+        if device_id not in visible:
+            self.hidden.add(device_id)
+        if visible != self.visible:
+            self.visible = visible
+            live = await presence.snapshot(redis_client(), visible)
+            await self.send_message({
+                "type": "devices",
+                "devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices],
+            })
 
     async def stream_stats(self, event):
         if event["device_id"] in self.visible and not self.closing:
