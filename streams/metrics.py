@@ -30,14 +30,16 @@ COMMANDS = Counter("sightline_commands_total", "Commands from operators, by outc
 
 
 def _allowed(request) -> bool:
-    if request.user.is_authenticated and request.user.is_staff:
+    # Superusers only: organisation owners are staff too, and the labels name
+    # every organisation's devices.
+    if request.user.is_authenticated and request.user.is_superuser:
         return True
     allowed = settings.SIGHTLINE.get("METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"])
     return request.META.get("REMOTE_ADDR") in allowed
 
 
 def metrics_view(request):
-    """Prometheus text format, for scrapers on allowed addresses (METRICS_ALLOWED_ADDRESSES) or staff."""
+    """Prometheus text format, for scrapers on allowed addresses (METRICS_ALLOWED_ADDRESSES) or superusers."""
     if not _allowed(request):
         return HttpResponseForbidden("metrics are not available from this address")
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -228,3 +228,16 @@ def test_metrics_are_served_to_local_scrapers_and_not_to_strangers(client):
     response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
     assert response.status_code == 200 and b"sightline_ingest_frames_total" in response.content
     assert client.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
+
+
+def test_metrics_are_refused_to_organisation_owners_from_elsewhere_and_served_to_superusers(personas, django_user_model):
+    # Owners are staff (for the admin), but the metrics' labels name every organisation's devices.
+    mallory = personas["outsider"]
+    mallory.is_staff = True
+    mallory.save()
+    owner = Client()
+    owner.force_login(mallory)
+    assert owner.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 403
+    admin = Client()
+    admin.force_login(django_user_model.objects.create_superuser("root", password="x"))
+    assert admin.get("/metrics", REMOTE_ADDR="203.0.113.9").status_code == 200
