@@ -199,9 +199,12 @@ def verdict(phases: list[dict]) -> tuple[bool, str]:
         return False, "FAIL: no complete off and on measurement"
     off_m, on_m = statistics.median(off), statistics.median(on)
     overhead = 100.0 * (on_m / off_m - 1.0)
-    ok = overhead <= BAR_OVERHEAD_PCT
-    return ok, (f"{'PASS' if ok else 'FAIL'}: recording adds {overhead:+.1f} % CPU per ingested frame "
-                f"(median {on_m:.0f} µs on vs {off_m:.0f} µs off; need <= +{BAR_OVERHEAD_PCT:.0f} %)")
+    by_mean = 100.0 * (statistics.mean(on) / statistics.mean(off) - 1.0)
+    ok = overhead <= BAR_OVERHEAD_PCT and by_mean <= BAR_OVERHEAD_PCT
+    # Phases of one setting vary a lot on a small VM: call it only when median and mean agree.
+    word = "PASS" if ok else ("FAIL" if overhead > BAR_OVERHEAD_PCT and by_mean > BAR_OVERHEAD_PCT else "INCONCLUSIVE")
+    return ok, (f"{word}: recording adds {overhead:+.1f} % CPU per ingested frame by median, {by_mean:+.1f} % by mean "
+                f"(median {on_m:.0f} µs on vs {off_m:.0f} µs off; need <= +{BAR_OVERHEAD_PCT:.0f} % by both)")
 
 
 def spread(phases: list[dict]) -> str:
