@@ -128,10 +128,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_SOFT_TIME_LIMIT", 600, minimum=1)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TIME_LIMIT", 660, minimum=1)
 # Visibility timeout must exceed the longest task, or Redis redelivers a task
-# that is still running.
+# that is still running. Tasks with their own time_limit (recordings/tasks.py:
+# clip export, 960 s, is the longest) count too; tests/test_celery_config.py checks.
+LONGEST_TASK_SECONDS = max(CELERY_TASK_TIME_LIMIT, 960)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", CELERY_TASK_TIME_LIMIT + 600, minimum=1),
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", LONGEST_TASK_SECONDS + 600, minimum=1),
 }
+if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= LONGEST_TASK_SECONDS:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT must exceed the longest task's time limit ({LONGEST_TASK_SECONDS} s), "
+        "or Redis hands a running task to a second worker"
+    )
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
