@@ -239,7 +239,8 @@ async def test_a_silent_server_is_declared_dead_and_the_agent_reconnects():
         took = time.monotonic() - started
         agent.stop()
         assert await asyncio.wait_for(running, 10) == 0
-    assert 1.0 <= took < 5, took
+    # Not declared dead before dead_after_seconds of silence; the wait_for above bounds the other side.
+    assert took >= 1.0, took
 
 
 @pytest.mark.asyncio

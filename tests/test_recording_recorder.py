@@ -149,7 +149,10 @@ def test_disk_errors_degrade_recording_and_keep_what_was_durable(acme_camera, qu
     deadline = time.monotonic() + 10
     while Segment.objects.count() == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
-    time.sleep(constants.PART_SECONDS + 0.3)  # let one part be fsynced
+    deadline = time.monotonic() + 10
+    while rec._writer.synced[0] < 5 and time.monotonic() < deadline:  # one part fsynced
+        time.sleep(0.02)
+    assert rec._writer.synced[0] == 5
     real_durable = recorder._durable
 
     def failing_fsync(fd):
@@ -219,7 +222,8 @@ def test_a_full_disk_mid_write_degrades_then_recording_resumes_when_space_is_bac
         time.sleep(0.02)
     assert rec.state == "degraded"
     monkeypatch.setattr(os, "writev", real_writev)
-    time.sleep(0.3)  # past DEGRADED_RETRY_SECONDS
+    while time.monotonic() < rec._writer.degraded_until:  # the writer retries after this
+        time.sleep(0.01)
     feed_jpeg(rec, 5, start_seq=10, t0=T0 + 1_000_000)
     wait = time.monotonic() + 10
     while rec.state != "recording" and time.monotonic() < wait:
@@ -274,3 +278,21 @@ def test_the_device_is_told_once_when_recording_degrades_and_when_it_recovers(mo
         {"type": "recording.state", "state": "degraded", "reason": "spool disk full"},
         {"type": "recording.state", "state": "recording", "reason": ""},
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_spool_is_fsynced_once_per_part_so_a_crash_loses_at_most_one_part(acme_camera, queued, persisted, monkeypatch):
+    assert constants.PART_SECONDS <= 1.0  # the crash window docs/recording.md promises
+    syncs = []
+    monkeypatch.setattr(recorder, "_durable", lambda fd: syncs.append(fd))
+    rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=30)  # not started
+    writer = rec._writer
+    writer.write_batch([(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time())
+                        for i in range(3)])
+    start = writer.last_sync
+    writer.tick(start + constants.PART_SECONDS * 0.5)
+    assert syncs == []  # not yet a whole part
+    writer.tick(start + constants.PART_SECONDS)
+    assert len(syncs) == 1 and writer.synced[0] == 3  # the part's frames are now durable
+    writer.finish_segment()
+    assert len(syncs) == 2  # and the segment is made durable again before it is acknowledged
