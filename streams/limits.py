@@ -21,6 +21,8 @@ BURST_SECONDS = 2.0
 MAX_MESSAGES_PER_SECOND = 1000
 # Text messages per second from a viewer or wall socket (commands, pings).
 MAX_VIEWER_TEXT_PER_SECOND = 20
+# Text messages per second from a device (pings, acks, stats): each may cost a reply.
+MAX_DEVICE_TEXT_PER_SECOND = 20
 # Failed authentications per client address per window before 4429.
 AUTH_FAILURES_ALLOWED = 20
 AUTH_FAILURE_WINDOW_SECONDS = 60

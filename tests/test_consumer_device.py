@@ -191,6 +191,26 @@ async def test_bytes_above_max_bytes_per_second_are_refused_with_4009(settings, 
     await expect_close(device, Close.RATE_LIMITED)
 
 
+async def test_a_flood_of_text_messages_is_refused_with_4009(token):
+    device, _ = await connect_device(token)
+    for i in range(200):  # far above 20/s with a 40-message burst, however slow the machine
+        await device.send_json_to({"type": "ping", "id": i, "ts": 0})
+    await expect_close(device, Close.RATE_LIMITED)
+
+
+async def test_a_text_message_above_64_kib_is_refused_with_4006(token):
+    device, _ = await connect_device(token)
+    await device.send_json_to({"type": "stats", "note": "x" * (64 * 1024 + 1)})
+    await expect_close(device, Close.OVERSIZED)
+
+
+async def test_a_bad_token_offered_as_a_subprotocol_is_logged_redacted(caplog):
+    wrong = "sl_ABCDEFGH_" + "z" * 43
+    caplog.set_level(logging.INFO)
+    await refused(device_socket(wrong, via="subprotocol"), Close.BAD_TOKEN)
+    assert "sl_ABCDEFGH_…" in caplog.text and wrong not in caplog.text
+
+
 # -- heartbeats, presence, replacement ------------------------------------------------
 
 

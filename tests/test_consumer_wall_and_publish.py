@@ -160,6 +160,14 @@ async def test_viewers_and_outsiders_may_not_publish(sessions, acme_camera, role
 
 
 @pytest.mark.asyncio
+async def test_publishing_as_a_disabled_device_is_refused_with_4003(sessions, acme_camera):
+    from streams.models import Device
+
+    await database_sync_to_async(Device.objects.filter(pk=acme_camera.pk).update)(enabled=False)
+    await expect_close(await publish(acme_camera, sessions["operator"]), Close.DEVICE_DISABLED)
+
+
+@pytest.mark.asyncio
 async def test_an_anonymous_publisher_is_refused_with_4401(acme_camera):
     await expect_close(await publish(acme_camera, None), Close.NOT_AUTHENTICATED)
 
