@@ -6,7 +6,7 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from streams import broadcast, protocol
+from streams import broadcast, groups, protocol
 from streams.models import Device
 from streams.protocol import Close
 from tests.live_helpers import (
@@ -98,6 +98,34 @@ async def test_frames_reach_the_viewer_intact_in_order_with_their_capture_timest
         assert await receive_binary(viewer) == message
     await device.disconnect()
     await viewer.disconnect()
+
+
+async def test_each_frame_crosses_redis_once_whatever_the_number_of_viewers(monkeypatch, sessions, acme_camera, token):
+    publishes, subscriptions = [], []
+    real_frame, real_subscribe = broadcast.IngestPublisher.frame, broadcast.Hub._subscribe
+
+    async def counting_frame(self, message, *args):
+        publishes.append(message)
+        return await real_frame(self, message, *args)
+
+    async def counting_subscribe(self, channel):
+        subscriptions.append(channel)
+        return await real_subscribe(self, channel)
+
+    monkeypatch.setattr(broadcast.IngestPublisher, "frame", counting_frame)
+    monkeypatch.setattr(broadcast.Hub, "_subscribe", counting_subscribe)
+    viewers = [(await watch(acme_camera, sessions[role]))[0] for role in ("owner", "operator", "viewer")]
+    device, _ = await connect_device(token)
+    sent = [jpeg_frame(seq, bytes([seq]) * 300) for seq in range(1, 4)]
+    for message in sent:
+        await device.send_to(bytes_data=message)
+        for viewer in viewers:  # one at a time: a viewer's video slot is latest-wins
+            assert await receive_binary(viewer) == message
+    assert publishes == sent  # once per frame, not once per viewer
+    assert subscriptions == [groups.frames_channel(acme_camera.pk)]  # one subscription in this process
+    await device.disconnect()
+    for viewer in viewers:
+        await viewer.disconnect()
 
 
 async def test_a_chunked_frame_reaches_the_viewer_as_one_whole_message(sessions, acme_camera, token):
