@@ -18,12 +18,11 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 from django.conf import settings
-
-from tests.support import subprocess_database_url
 from django.test import Client
 
 from streams import protocol
 from streams.models import Device
+from tests.support import subprocess_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -179,3 +178,41 @@ async def test_frames_and_commands_cross_between_two_server_processes(servers, s
     offline = await next_json(viewer, "presence")
     assert offline["online"] is False
     await viewer.close()
+
+
+def protocol_doc_device_example() -> str:
+    """The Python device of docs/protocol.md section 10, exactly as published."""
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    section = text[text.index("## 10. A minimal device in Python"):]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.asyncio
+async def test_the_device_example_in_the_protocol_document_works_against_a_real_server(servers, setup_rows, tmp_path):
+    port_a, port_b = servers
+    device_id = setup_rows["device"].pk
+    script = tmp_path / "device.py"
+    script.write_text(protocol_doc_device_example())
+    env = {**os.environ, "SIGHTLINE_URL": f"ws://127.0.0.1:{port_a}/ws/device/",
+           "SIGHTLINE_DEVICE_TOKEN": setup_rows["token"]}
+    log = open(tmp_path / "device.log", "wb")
+    process = subprocess.Popen([sys.executable, str(script)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        viewer = await websockets.connect(
+            f"ws://127.0.0.1:{port_b}/ws/view/{device_id}/",
+            additional_headers={"Cookie": f"sessionid={setup_rows['sessionid']}"},
+            origin="http://localhost", max_size=None,
+        )
+        await next_json(viewer, "welcome")
+        frame = await next_binary(viewer, timeout=20)
+        header = protocol.parse_header(frame, 1 << 24)
+        assert header.kind == protocol.KIND_JPEG and frame[protocol.HEADER_SIZE:][:2] == b"\xff\xd8"
+        await viewer.send(json.dumps({"type": "command", "id": "doc-1", "settings": {"brightness": 40}}))
+        result = await next_json(viewer, "command_result")
+        assert result["ok"] is True and result["applied"] == {"brightness": 40}
+        await viewer.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+        sys.stderr.write((tmp_path / "device.log").read_text(errors="replace")[-2000:])
