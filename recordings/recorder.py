@@ -44,16 +44,21 @@ _live_recorders: "weakref.WeakSet[DeviceRecorder]" = weakref.WeakSet()
 SHUTDOWN_GRACE_SECONDS = 5.0
 
 
-@atexit.register
-def _close_recorders_at_exit() -> None:
-    """On a clean shutdown (SIGTERM -> exit), give writers a moment to close their
-    segments durably instead of leaving them to recovery."""
+def close_all_recorders() -> int:
+    """At shutdown, give writers a moment to close their segments durably instead
+    of leaving them (and the frames still queued) to recovery. Called from the ASGI
+    lifespan shutdown (project/lifespan.py: uvicorn ends by re-raising SIGTERM, so
+    atexit never runs there) and at exit (daphne, management commands)."""
     recorders = list(_live_recorders)
     for rec in recorders:
         rec.close()
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
     for rec in recorders:
         rec.join(max(0.0, deadline - time.monotonic()))
+    return len(recorders)
+
+
+atexit.register(close_all_recorders)
 
 
 def writer_identity() -> str:

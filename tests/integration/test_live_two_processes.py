@@ -49,6 +49,14 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> 
     raise TimeoutError(f"server on port {port} did not start")
 
 
+class RunningServers(list):
+    """The ports of the started servers (unpack as a list), with their processes."""
+
+    def __init__(self, ports, processes):
+        super().__init__(ports)
+        self.processes = processes
+
+
 @pytest.fixture
 def servers(django_db_setup, tmp_path):
     """Start two uvicorn processes on the test database with a private channel prefix."""
@@ -64,6 +72,8 @@ def servers(django_db_setup, tmp_path):
         "LOG_FORMAT": "console",
         "LOG_LEVEL": "WARNING",
         "COMMAND_TIMEOUT_SECONDS": "5",
+        # Closed segments queue tasks: to a queue of this run that no worker serves.
+        "CELERY_QUEUE": f"it-{uuid.uuid4().hex[:10]}",
     }
     env["DATABASE_URL"] = subprocess_database_url()
     processes, ports = [], []
@@ -73,13 +83,13 @@ def servers(django_db_setup, tmp_path):
             log = open(tmp_path / f"uvicorn-{name}.log", "wb")
             processes.append(subprocess.Popen(
                 [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                 "--lifespan", "off", "--ws-per-message-deflate", "false", "--no-access-log"],
+                 "--lifespan", "on", "--ws-per-message-deflate", "false", "--no-access-log"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             ))
             ports.append(port)
         for port, process in zip(ports, processes):
             wait_for_port(port, process)
-        yield ports
+        yield RunningServers(ports, processes)
     finally:
         for process in processes:
             process.terminate()
@@ -216,3 +226,37 @@ async def test_the_device_example_in_the_protocol_document_works_against_a_real_
         process.wait(timeout=10)
         log.close()
         sys.stderr.write((tmp_path / "device.log").read_text(errors="replace")[-2000:])
+
+
+@pytest.mark.asyncio
+async def test_a_server_shutting_down_closes_devices_with_1012_and_closes_their_segment_durably(servers, setup_rows):
+    # Frames still queued for the writer at SIGTERM must reach the spool: the lifespan
+    # shutdown (project/lifespan.py) waits for the recorders before uvicorn exits.
+    from recordings import synthetic
+    from recordings.models import Segment, SegmentState
+
+    port_a, _ = servers
+    device_row = setup_rows["device"]
+    device = await websockets.connect(
+        f"ws://127.0.0.1:{port_a}/ws/device/",
+        additional_headers={"Authorization": f"Bearer {setup_rows['token']}"},
+        subprotocols=["sightline.v1"], max_size=None,
+    )
+    await device.send(json.dumps({"type": "hello", "protocol": 1, "codecs": ["jpeg"], "resolution": "160x120",
+                                  "fps": 10, "audio": None, "agent": "integration"}))
+    assert (await next_json(device, "welcome"))["recording"] is True
+    now_us = time.time_ns() // 1000
+    for seq in range(1, 6):
+        await device.send(protocol.encode_frame(protocol.KIND_JPEG, synthetic.jpeg_frame(seq), seq,
+                                                now_us + seq * 100_000, True)[0])
+    await device.send(json.dumps({"type": "ping", "id": 99, "ts": 0}))
+    assert (await next_json(device, "pong"))["id"] == 99  # messages are handled in order: all 5 frames are in
+
+    server_a = next(p for p in servers.processes if p.args[p.args.index("--port") + 1] == str(port_a))
+    server_a.terminate()  # SIGTERM: what an orchestrator sends on a rolling restart
+    await asyncio.wait_for(device.wait_closed(), 20)
+    assert device.close_code in (1001, 1012)
+    assert await asyncio.to_thread(server_a.wait, 20) is not None
+
+    segment = await sync_to_async(Segment.objects.get)(device=device_row)
+    assert segment.state == SegmentState.CLOSED and segment.frames == 5
