@@ -10,7 +10,8 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from streams import metrics
-from streams.protocol import Close, dump
+from streams.limits import BURST_SECONDS, MAX_VIEWER_TEXT_PER_SECOND, TokenBucket
+from streams.protocol import Close, ProtocolError, dump, parse_text
 
 log = logging.getLogger("streams.consumers")
 
@@ -18,6 +19,7 @@ log = logging.getLogger("streams.consumers")
 class SightlineSocket(AsyncWebsocketConsumer):
     endpoint = "socket"
     subprotocol: str | None = None
+    text_per_second = MAX_VIEWER_TEXT_PER_SECOND  # text messages a client may send (close 4009 beyond)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -27,6 +29,7 @@ class SightlineSocket(AsyncWebsocketConsumer):
         self.heartbeat_seconds: float = 10
         self.dead_after_seconds: float = 30
         self._tasks: list[asyncio.Task] = []
+        self.text_bucket = TokenBucket(self.text_per_second, self.text_per_second * BURST_SECONDS)
 
     async def dispatch(self, message):
         # Channels' dispatch runs close_old_connections() through a thread hop
@@ -103,6 +106,17 @@ class SightlineSocket(AsyncWebsocketConsumer):
                 next_ping = now + self.heartbeat_seconds
                 await self.send_message({"type": "ping", "id": ping_id, "ts": time.time()})
             await asyncio.sleep(max(0.01, min(next_ping, dead_at) - time.monotonic()))
+
+    def check_text_rate(self) -> None:
+        if not self.text_bucket.take():
+            raise ProtocolError(Close.RATE_LIMITED, f"more than {self.text_per_second} text messages/s")
+
+    def parse_browser_text(self, text_data: str | None, allowed: set[str]) -> dict:
+        """A browser socket's message: text only, within the rate, JSON of an allowed type."""
+        if text_data is None:
+            raise ProtocolError(Close.UNEXPECTED_TEXT, f"the {self.endpoint} socket takes text messages only")
+        self.check_text_rate()
+        return parse_text(text_data, allowed)
 
     def heard(self) -> None:
         self.last_heard = time.monotonic()

@@ -14,7 +14,7 @@ from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_clie
 from streams.consumers.base import SightlineSocket
 from streams.consumers.recorder import open_recorder_safely
 from streams.groups import device_group, org_group
-from streams.limits import BURST_SECONDS, MAX_DEVICE_TEXT_PER_SECOND, IngestLimiter, Limits, TokenBucket
+from streams.limits import MAX_DEVICE_TEXT_PER_SECOND, IngestLimiter, Limits
 from streams.models import AuthResult, authenticate_token
 from streams.protocol import (
     DEVICE_MESSAGE_TYPES,
@@ -68,6 +68,7 @@ def _is_uuid(value) -> bool:
 
 class DeviceConsumer(SightlineSocket):
     endpoint = "device"
+    text_per_second = MAX_DEVICE_TEXT_PER_SECOND  # pings, acks, stats: each may cost a reply
 
     async def connect(self):
         self.limits = Limits.from_settings()
@@ -81,7 +82,6 @@ class DeviceConsumer(SightlineSocket):
         self.presence = None
         self.publisher = None
         self.reassembler = Reassembler(self.limits.max_frame_bytes)
-        self.text_bucket = TokenBucket(MAX_DEVICE_TEXT_PER_SECOND, MAX_DEVICE_TEXT_PER_SECOND * BURST_SECONDS)
         self.limiter = IngestLimiter(self.limits)
         self.stats = StreamStats()
         self.device_stats: dict = {}
@@ -179,8 +179,7 @@ class DeviceConsumer(SightlineSocket):
         await self.publisher.frame(message, header.kind, header.keyframe, now)
 
     async def _on_text(self, text: str) -> None:
-        if not self.text_bucket.take():
-            raise ProtocolError(Close.RATE_LIMITED, f"more than {MAX_DEVICE_TEXT_PER_SECOND} text messages/s")
+        self.check_text_rate()
         message = parse_text(text, DEVICE_MESSAGE_TYPES)
         if self.reassembler.in_progress:
             raise ProtocolError(Close.UNEXPECTED_TEXT, "text message where the next chunk was expected")

@@ -18,14 +18,13 @@ from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
 from streams import auth, control, metrics, presence
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.base import SightlineSocket
-from streams.limits import BURST_SECONDS, MAX_PENDING_COMMANDS, MAX_VIEWER_TEXT_PER_SECOND, Limits, TokenBucket
+from streams.limits import MAX_PENDING_COMMANDS, Limits
 from streams.protocol import (
     KIND_NAMES,
     VIEWER_MESSAGE_TYPES,
     Close,
     ProtocolError,
     dump,
-    parse_text,
 )
 
 log = logging.getLogger("streams.consumers.viewer")
@@ -76,7 +75,6 @@ class ViewerConsumer(SightlineSocket):
         self.outbox: Outbox | None = None
         self.device = None
         self.pending: dict[str, tuple[object, asyncio.TimerHandle]] = {}
-        self.text_bucket = TokenBucket(MAX_VIEWER_TEXT_PER_SECOND, MAX_VIEWER_TEXT_PER_SECOND * BURST_SECONDS)
         checked = await browser_user_or_refusal(self)
         if checked is None:
             return
@@ -125,11 +123,7 @@ class ViewerConsumer(SightlineSocket):
             return
         self.heard()
         try:
-            if text_data is None:
-                raise ProtocolError(Close.UNEXPECTED_TEXT, "viewers send text messages only")
-            if not self.text_bucket.take():
-                raise ProtocolError(Close.RATE_LIMITED, f"more than {MAX_VIEWER_TEXT_PER_SECOND} messages/s")
-            message = parse_text(text_data, VIEWER_MESSAGE_TYPES)
+            message = self.parse_browser_text(text_data, VIEWER_MESSAGE_TYPES)
             kind = message["type"]
             if kind == "ping":
                 await self.send_message(self.pong_for(message))

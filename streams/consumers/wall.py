@@ -10,8 +10,8 @@ from streams.broadcast import redis_client
 from streams.consumers.base import SightlineSocket
 from streams.consumers.viewer import browser_user_or_refusal
 from streams.groups import org_group
-from streams.limits import BURST_SECONDS, MAX_VIEWER_TEXT_PER_SECOND, Limits, TokenBucket
-from streams.protocol import Close, ProtocolError, parse_text
+from streams.limits import Limits
+from streams.protocol import Close, ProtocolError
 
 STATS_FIELDS = ("fps", "bitrate_bps", "seq_gaps", "capture_to_server_ms")
 
@@ -35,7 +35,6 @@ class WallConsumer(SightlineSocket):
         self.heartbeat_seconds = limits.heartbeat_seconds
         self.dead_after_seconds = limits.dead_after_seconds
         self.visible: set[str] = set()
-        self.text_bucket = TokenBucket(MAX_VIEWER_TEXT_PER_SECOND, MAX_VIEWER_TEXT_PER_SECOND * BURST_SECONDS)
         checked = await browser_user_or_refusal(self)
         if checked is None:
             return
@@ -53,22 +52,14 @@ class WallConsumer(SightlineSocket):
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
         await self.accept_socket()
-        live = await presence.snapshot(redis_client(), self.visible)
-        await self.send_message({
-            "type": "devices",
-            "devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices],
-        })
+        await self._send_devices(devices)
 
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
             return
         self.heard()
         try:
-            if text_data is None:
-                raise ProtocolError(Close.UNEXPECTED_TEXT, "the wall socket takes text messages only")
-            if not self.text_bucket.take():
-                raise ProtocolError(Close.RATE_LIMITED, f"more than {MAX_VIEWER_TEXT_PER_SECOND} messages/s")
-            message = parse_text(text_data, {"ping", "pong"})
+            message = self.parse_browser_text(text_data, {"ping", "pong"})
             if message["type"] == "ping":
                 await self.send_message(self.pong_for(message))
         except ProtocolError as error:
@@ -94,11 +85,15 @@ class WallConsumer(SightlineSocket):
             self.hidden.add(device_id)
         if visible != self.visible:
             self.visible = visible
-            live = await presence.snapshot(redis_client(), visible)
-            await self.send_message({
-                "type": "devices",
-                "devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices],
-            })
+            await self._send_devices(devices)
+
+    async def _send_devices(self, devices) -> None:
+        """The whole list with live presence; the page reconciles its tiles with it."""
+        live = await presence.snapshot(redis_client(), [device.pk for device in devices])
+        await self.send_message({
+            "type": "devices",
+            "devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices],
+        })
 
     async def stream_stats(self, event):
         if event["device_id"] in self.visible and not self.closing:
