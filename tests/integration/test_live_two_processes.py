@@ -22,18 +22,12 @@ from django.test import Client
 
 from streams import protocol
 from streams.models import Device
-from tests.support import subprocess_database_url
+from tests.support import free_port, subprocess_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30) -> None:

@@ -2,7 +2,6 @@
 import hashlib
 import io
 import json
-import socket
 import urllib.request
 
 import av
@@ -11,17 +10,12 @@ import pytest
 
 from recordings import exports, pipeline, synthetic
 from recordings.models import Segment, SegmentState
+from tests.support import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db]
 
 T0 = 1_763_700_000_000_000  # 2025-11-21T04:40:00Z
 BUCKET = "sightline-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

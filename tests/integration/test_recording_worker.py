@@ -19,9 +19,8 @@ from pathlib import Path
 import av
 import pytest
 from asgiref.sync import async_to_sync
-from django.conf import settings
 
-from tests.support import subprocess_database_url
+from tests.support import subprocess_database_url, wait_until
 
 from recordings import archive, constants, recorder, synthetic
 from recordings.models import Segment, SegmentState
@@ -32,16 +31,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Child:
