@@ -35,8 +35,8 @@ FPS = 30
 # The production command (docs/deployment.md, "ASGI servers"), one process, with
 # permessage-deflate off as docs/protocol.md tells operators: browsers offer it,
 # and uvicorn's default accepts it, compressing every JPEG for every viewer
-# (measured: ~25x the CPU per frame; try --viewer-deflate --uvicorn-args "--lifespan on").
-UVICORN_ARGS = ["--lifespan", "on", "--ws-per-message-deflate", "false"]
+# (measured: ~25x the CPU per frame; try --viewer-deflate --uvicorn-args "--lifespan off").
+UVICORN_ARGS = ["--lifespan", "off", "--ws-per-message-deflate", "false"]
 DAPHNE_ARGS: list[str] = []
 # The bar (issue 3), for uvicorn at N=200 on one process.
 BAR_N = 200

@@ -6,13 +6,18 @@
 One uvicorn process (the production command of bench/fanout.py) ingests 20
 devices connected to /ws/device/ with their tokens; no viewers. For each phase
 the devices' Device.recording_policy is set (off / continuous) before the server
-starts, so each device's recorder is opened (or not) at hello, as in production,
-and the welcome's "recording" flag is checked. Phases alternate (off, on, on,
-off, ...) so a drift in machine load does not favour one side. CPU is user+sys
-of the server process over the measured window, all threads included (the
-recorder's writer threads run inside it). The Celery chain a closed segment
-queues goes to a queue of this run that no worker consumes, and is deleted at
-the end with the run's other Redis keys: transcoding is not ingest.
+starts, and the welcome's "recording" flag is checked. In "on" phases the
+recorder process (`manage.py record`, as scripts/run starts it) runs beside the
+server and records every frame the server publishes; "off" phases run no
+recorder, as an installation that records nothing. Phases alternate (off, on,
+on, off, ...) so a drift in machine load does not favour one side.
+
+The bar is the ingest (server) process's CPU: user+sys over the measured
+window, all threads included. The recorder process's CPU is measured over the
+same window and printed beside it, so the whole cost of recording on this
+machine is in the table too. The Celery chain a closed segment queues goes to
+a queue of this run that no worker consumes, and is deleted at the end with
+the run's other Redis keys: transcoding is not ingest.
 """
 from __future__ import annotations
 
@@ -42,6 +47,7 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
     sightline_env.set_recording(install, recording)
     frames_before = recorded_frames(install)
     port = free_port()
+    recorder = start_recorder(install, log_dir) if recording else None
     server = start_server("uvicorn-rec-on" if recording else "uvicorn-rec-off", uvicorn_argv(port, uvicorn_args),
                           port, base_env(install.env), log_dir)
     config = {
@@ -58,15 +64,18 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
     }
     try:
         profiler = Profiler(profile_dir, f"ingest-rec-{'on' if recording else 'off'}", [server.pid]) if profile_dir else None
-        run = run_loadgen(config, {"server": [server.pid]}, timeout=sum(timing.values()) + 60, on_measure=profiler)
+        measured = {"server": [server.pid], **({"recorder": [recorder.pid]} if recorder else {})}
+        run = run_loadgen(config, measured, timeout=sum(timing.values()) + 60, on_measure=profiler)
         if profiler:
             print(profiler.summary(), file=sys.stderr, flush=True)
-        died = server.proc.poll() is not None
-        # The devices have closed their sockets; give the writers a moment to close
-        # their segments durably before the server is stopped (a separate concern).
+        died = server.proc.poll() is not None or (recorder is not None and recorder.proc.poll() is not None)
+        # The devices have closed their sockets; the recorder, told they went offline,
+        # closes their segments durably.
         phase_settle = wait_until_segments_closed(install, timeout=5.0) if recording else 0.0
     finally:
-        server.stop(timeout=20)  # SIGTERM: sockets close, recorders close their segments
+        server.stop(timeout=20)
+        if recorder is not None:
+            recorder.stop(timeout=20)  # SIGTERM: open segments closed durably
     r = run.result
     usage = run.usage.get("server")
     sent = sum(r.get("device_sent") or [0])
@@ -79,14 +88,45 @@ def run_phase(install, recording: bool, payload: Path, timing: dict, log_dir: Pa
     phase["frames_recorded"] = recorded_frames(install) - frames_before
     phase["segments_closed_after_s"] = phase_settle
     phase["segments_by_state"] = segment_states(install)  # cumulative over the run
+    rec_usage = run.usage.get("recorder")
+    if rec_usage and sent:
+        phase.update(recorder_cpu_pct=rec_usage.cpu_pct, recorder_us_per_frame=1e6 * rec_usage.cpu_s / sent,
+                     recorder_rss_mb=rec_usage.rss_max_bytes / 2**20)
     if died:
-        phase["error"] = "server process died"
+        phase["error"] = "server or recorder process died"
     if r.get("error"):
         phase["loadgen_stderr"] = run.stderr[-2000:]
     flags = r.get("device_recording") or []
     if flags and any(flag is not recording for flag in flags):
         phase["error"] = f"welcome said recording={sorted(set(map(str, flags)))} for policy {'on' if recording else 'off'}"
     return phase
+
+
+def start_recorder(install, log_dir: Path):
+    """`manage.py record` for this installation, once it has subscribed (its heartbeat is in Redis)."""
+    import subprocess
+
+    import redis
+
+    from bench.procs import REPO, Server
+    from recordings import sessions
+
+    log_path = log_dir / f"recorder-{time.monotonic_ns()}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "manage.py", "record"], cwd=REPO, env=base_env(install.env),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    recorder = Server("recorder", proc, 0, log_path)
+    client = redis.Redis.from_url(install.redis_url)
+    key = sessions.recorders_key(install.prefix)
+    client.delete(key)
+    deadline = time.monotonic() + 60
+    while client.zcard(key) == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            recorder.stop()
+            raise RuntimeError(f"the recorder did not start:\n{recorder.log_tail()}")
+        time.sleep(0.1)
+    client.close()
+    return recorder
 
 
 def recorded_frames(install) -> int:
@@ -168,17 +208,22 @@ def main(argv=None) -> int:
 
     print(f"\n### Ingest CPU, recording off vs on: {DEVICES} cameras × {FPS} fps × {FRAME_BYTES // 1024} KB JPEG, "
           f"one uvicorn process, {args.measure:.0f} s measured per phase after {args.warmup:.0f} s warm-up\n")
-    print("| phase | recording | frames/s ingested | server CPU % | of which kernel % | CPU µs/frame | event-loop thread µs/frame | other threads µs/frame | RSS MB | device closes | frames recorded / sent |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    print("| phase | recording | frames/s ingested | server CPU % | of which kernel % | server CPU µs/frame | event-loop thread µs/frame | other threads µs/frame | server RSS MB | recorder process CPU % | recorder µs/frame | device closes | frames recorded / sent |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for n, p in enumerate(phases, 1):
         recorded = f"{p['frames_recorded']} / {p.get('device_sent_total')}" if p["recording"] else "—"
         print(f"| {n} | {'on' if p['recording'] else 'off'} | {fmt(p.get('frames_per_s'), '.0f')} | {fmt(p.get('cpu_pct'), '.1f')} | {fmt(p.get('sys_pct'), '.1f')} "
               f"| {fmt(p.get('cpu_us_per_frame'), '.0f')} | {fmt(p.get('loop_us_per_frame'), '.0f')} "
               f"| {fmt(p.get('threads_us_per_frame'), '.0f')} | {fmt(p.get('rss_mb'), '.0f')} "
+              f"| {fmt(p.get('recorder_cpu_pct'), '.1f')} | {fmt(p.get('recorder_us_per_frame'), '.0f')} "
               f"| {sorted(set(p.get('device_close_codes') or [])) or 'none'} | {recorded} |")
     ok, summary = verdict(phases)
     print("\n" + summary)
     print(spread(phases))
+    recorder_cost = [p["recorder_us_per_frame"] for p in phases if p.get("recorder_us_per_frame")]
+    if recorder_cost:
+        print(f"The recorder process itself (not ingest, may run on another host): median "
+              f"{statistics.median(recorder_cost):.0f} µs per recorded frame.")
     for n, p in enumerate(phases, 1):
         if p["recording"] and p["frames_recorded"] != p.get("device_sent_total"):
             print(f"Note: phase {n} recorded {p['frames_recorded']} of {p.get('device_sent_total')} frames sent; "
@@ -209,8 +254,8 @@ def verdict(phases: list[dict]) -> tuple[bool, str]:
 
 def spread(phases: list[dict]) -> str:
     """The same comparison by mean and by thread, because phases of one setting vary a lot on
-    a small VM: 'other threads' is the recorder's writer (plus the thread pool both phases share),
-    measured directly rather than as a difference of two noisy totals."""
+    a small VM: 'other threads' is the server's thread pool (database calls at connect), measured
+    directly rather than as a difference of two noisy totals."""
     def pick(recording, key):
         return [p[key] for p in phases if p["recording"] == recording and p.get(key) and not p.get("error")]
 

@@ -8,13 +8,11 @@ django_asgi_app = get_asgi_application()  # must run before importing consumers 
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-from project.lifespan import lifespan_app  # noqa: E402
 from streams.routing import websocket_application  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": websocket_application,
-        "lifespan": lifespan_app,  # shutdown waits for recorders (uvicorn --lifespan on)
     }
 )

@@ -1,16 +1,18 @@
-"""The recorder the device consumer feeds (BRIEF: recorder contract).
+"""DeviceRecorder: one device's frames to the spool, written by one shared thread per process.
 
-    rec = open_recorder(device, hello)      # None when recording is off
-    rec.submit(frame, received_at)          # on the event loop: one deque append, never blocks
+    rec = DeviceRecorder(device_id, organisation_id, audio)   # the recorder process makes one per device
+    rec.start()                             # on the event loop: segment.persisted is posted back onto it
+    rec.submit(frame, received_at)          # one deque append, never blocks
     rec.close()                             # non-blocking; the writer closes the segment durably
 
-submit() only appends to a bounded deque. One writer thread per process (SharedWriter) drains
-every recorder's queue every WRITER_POLL_SECONDS, appends whole batches to the spool file, fsyncs
-every PART_SECONDS, cuts segments by recordings.segmenting.should_cut, and
-closes them through recordings.lifecycle (row -> closed, chain queued after
-commit, then `segment.persisted` to the device group). When the deque is full
-or the disk fails, frames are dropped *for recording only*; live viewers are
-fed by the consumer and never wait on any of this.
+The recorder process (recordings/service.py) feeds it the frames the ingest
+published. submit() only appends to a bounded deque. One writer thread per
+process (SharedWriter) drains every recorder's queue every WRITER_POLL_SECONDS,
+appends whole batches to the spool file, fsyncs every PART_SECONDS, cuts
+segments by recordings.segmenting.should_cut, and closes them through
+recordings.lifecycle (row -> closed, chain queued after commit, then
+`segment.persisted` to the device group). When the deque is full or the disk
+fails, frames are dropped *for recording only*.
 """
 from __future__ import annotations
 
@@ -24,11 +26,10 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Optional
 
 from django.db import close_old_connections
 
-from recordings import constants, lifecycle, recovery, spool
+from recordings import constants, lifecycle, spool
 from recordings.segmenting import OpenSegment, idle_expired, should_cut
 from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
 
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 RUN_ID = uuid.uuid4().hex[:12]  # this process's run; part of the writer identity
 _VIDEO_KINDS = (KIND_JPEG, KIND_H264)
-_recovery_started = threading.Lock()
-_recovery_done = False
 
 
 _live_recorders: "weakref.WeakSet[DeviceRecorder]" = weakref.WeakSet()
@@ -46,9 +45,8 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 def close_all_recorders() -> int:
     """At shutdown, give writers a moment to close their segments durably instead
-    of leaving them (and the frames still queued) to recovery. Called from the ASGI
-    lifespan shutdown (project/lifespan.py: uvicorn ends by re-raising SIGTERM, so
-    atexit never runs there) and at exit (daphne, management commands)."""
+    of leaving them (and the frames still queued) to recovery. Called by the
+    recorder process when it stops, and at exit."""
     recorders = list(_live_recorders)
     for rec in recorders:
         rec.close()
@@ -63,30 +61,6 @@ atexit.register(close_all_recorders)
 
 def writer_identity() -> str:
     return f"{constants.host_name()}:{os.getpid()}:{RUN_ID}"
-
-
-def open_recorder(device, hello: dict) -> Optional["DeviceRecorder"]:
-    """A started recorder for this device session, or None if its policy is off."""
-    from streams.models import RecordingPolicy
-
-    if device.recording_policy == RecordingPolicy.OFF:
-        return None
-    _recover_once_per_process()
-    audio = hello.get("audio") if isinstance(hello.get("audio"), dict) else None
-    recorder = DeviceRecorder(device.id, device.organisation_id, audio=audio)
-    recorder.start()
-    return recorder
-
-
-def _recover_once_per_process() -> None:
-    """The first recorder of an ingest process closes and queues what a crashed
-    predecessor on this host left half-written (in the background)."""
-    global _recovery_done
-    with _recovery_started:
-        if _recovery_done:
-            return
-        _recovery_done = True
-    threading.Thread(target=recovery.recover_in_thread, name="spool-recovery", daemon=True).start()
 
 
 class DeviceRecorder:
@@ -186,7 +160,7 @@ class DeviceRecorder:
 
         alerts.set_recording_degraded(self.device_id, reason)
         if not was_degraded:
-            self._notify_state()
+            self.notify_state()
 
     def _clear_degraded(self) -> None:
         if self.state == "degraded":
@@ -195,7 +169,7 @@ class DeviceRecorder:
 
             alerts.clear_recording_degraded(self.device_id)
             self.state, self.degraded_reason = "recording", ""
-            self._notify_state()
+            self.notify_state()
             return
         self.state, self.degraded_reason = "recording", ""
 
@@ -203,7 +177,7 @@ class DeviceRecorder:
         self.segments_persisted += 1
         self._tell_device(message)
 
-    def _notify_state(self) -> None:
+    def notify_state(self) -> None:
         """Tell the device its recording state changed (degraded: disk full, storage or database down)."""
         self._tell_device({"type": "recording.state", "state": self.state, "reason": self.degraded_reason})
 

@@ -9,7 +9,8 @@
 from django.conf import settings
 
 
-def _prefix() -> str:
+def prefix() -> str:
+    """The Redis key prefix shared by the channel layer and Sightline's own keys."""
     return settings.CHANNEL_LAYERS["default"]["CONFIG"].get("prefix", "sightline")
 
 
@@ -22,17 +23,17 @@ def org_group(organisation_id) -> str:
 
 
 def frames_channel(device_id) -> str:
-    return f"{_prefix()}:frames:{device_id}"
+    return f"{prefix()}:frames:{device_id}"
 
 
 def presence_key(device_id) -> str:
-    return f"{_prefix()}:presence:{device_id}"
+    return f"{prefix()}:presence:{device_id}"
 
 
 def keyframe_key(device_id) -> str:
     """Latest keyframe/JPEG of a device, so a process with no cache can prime a new viewer."""
-    return f"{_prefix()}:keyframe:{device_id}"
+    return f"{prefix()}:keyframe:{device_id}"
 
 
 def auth_failures_key(address: str) -> str:
-    return f"{_prefix()}:authfail:{address}"
+    return f"{prefix()}:authfail:{address}"

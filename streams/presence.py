@@ -58,14 +58,17 @@ class Presence:
         self._touched_at = 0.0
         self._db_written_at = 0.0
 
-    async def claim(self, now: float) -> int:
+    async def claim(self, now: float, fields: dict | None = None) -> int:
+        """Take the next generation and write the hash; `fields` are kept with it for the
+        connection's life (the recording session, recordings/sessions.py)."""
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.incr(self.key + ":gen")
             # Only overlapping connections compare generations; a week is ample.
             pipe.expire(self.key + ":gen", GENERATION_TTL)
             self.generation = int((await pipe.execute())[0])
         async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key, mapping={"gen": self.generation, "since": now, "last_seen": now})
+            pipe.delete(self.key)  # a replaced connection's fields must not outlive it
+            pipe.hset(self.key, mapping={"gen": self.generation, "since": now, "last_seen": now, **(fields or {})})
             pipe.expire(self.key, self.ttl)
             await pipe.execute()
         self._touched_at = now

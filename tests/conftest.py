@@ -80,17 +80,19 @@ def sessions(personas):
 
 @pytest_asyncio.fixture
 async def live_state():
-    """Fresh hub, Redis client and channel layer around a consumer test."""
+    """Fresh hub, Redis client and channel layer around a consumer test, with a recorder
+    process's heartbeat in Redis as in a running deployment (so devices that record are
+    not told "no recorder process is running"; tests of that remove it)."""
+    import time
+
+    from recordings import sessions
+    from streams import broadcast, groups
     from tests.live_helpers import fresh_live_state
 
     await fresh_live_state()
+    key = sessions.recorders_key(groups.prefix())
+    await broadcast.redis_client().zadd(key, {"tests:heartbeat": time.time() + 3600})
     yield
     await fresh_live_state()
 
 
-@pytest.fixture
-def live_only(monkeypatch, live_state):
-    """live_state, and the device consumer opens no real recorder (consumer tests use fakes)."""
-    from tests.live_helpers import live_only as disable_recorder
-
-    disable_recorder(monkeypatch)

@@ -136,11 +136,6 @@ async def wait_for(predicate, timeout: float = 5, interval: float = 0.02):
         await asyncio.sleep(interval)
 
 
-def live_only(monkeypatch) -> None:
-    """Consumer tests exercise the recorder contract with fakes, not the real spool writer."""
-    monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: None)
-
-
 async def fresh_live_state() -> None:
     """Forget per-process live state between tests: the hub and Redis client of this loop, and the
     channel layer instance (its receive lock belongs to one event loop; a test that fails with

@@ -35,3 +35,35 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def start_recorder(env: dict, log_path, timeout: float = 60, extra_args=()):
+    """`manage.py record` as a child process with `env`; returns the Popen once it has
+    subscribed (its heartbeat is in Redis under env's CHANNEL_PREFIX)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import redis
+
+    from recordings import sessions
+
+    root = Path(__file__).resolve().parents[1]
+    log = open(log_path, "ab")
+    process = subprocess.Popen([sys.executable, "manage.py", "record", *extra_args], cwd=root, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+    log.close()
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    key = sessions.recorders_key(env.get("CHANNEL_PREFIX", "sightline"))
+
+    def ready():
+        if process.poll() is not None:
+            raise AssertionError(f"the recorder exited:\n{Path(log_path).read_text(errors='replace')[-3000:]}")
+        return client.zcard(key) > 0
+
+    try:
+        wait_until(ready, timeout, "the recorder process to subscribe")
+    finally:
+        client.close()
+    return process

@@ -73,7 +73,7 @@ def server(server_env, tmp_path):
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--lifespan", "on", "--ws-per-message-deflate", "false", "--no-access-log"],
+             "--lifespan", "off", "--ws-per-message-deflate", "false", "--no-access-log"],
             cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT,
         )
     try:

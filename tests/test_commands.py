@@ -160,8 +160,9 @@ def test_the_set_up_scripts_are_valid_bash_and_ci_calls_the_test_command():
 
 @pytest.mark.integration
 def test_the_run_command_brings_up_a_portal_whose_demo_login_works(tmp_path):
-    """`bash scripts/run --check`: install check, migrate, seed, server, worker, beat,
-    cameras if the agent exists; then it logs in to the admin and stops everything."""
+    """`bash scripts/run --check`: install check, migrate, seed, server, recorder, worker, beat,
+    cameras; then it logs in to the admin, waits for a recording of each camera to be archived
+    and stops everything."""
     import os
     import signal
 
@@ -181,6 +182,7 @@ def test_the_run_command_brings_up_a_portal_whose_demo_login_works(tmp_path):
             process.wait()
     assert process.returncode == 0, output[-4000:]
     assert "smoke: logged in to the admin as owner" in output
+    assert "smoke: recorded, transcoded and archived: Lobby camera, Yard camera" in output
     assert "everything answered" in output and "stopped" in output
     assert sorted(path.name for path in (tmp_path / "var/demo").iterdir()) == ["lobby-camera.token", "yard-camera.token"]
-    assert {path.name for path in (tmp_path / "var/log").glob("*.log")} >= {"beat.log", "web.log", "worker.log"}
+    assert {path.name for path in (tmp_path / "var/log").glob("*.log")} >= {"beat.log", "web.log", "worker.log", "recorder.log"}

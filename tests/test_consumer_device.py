@@ -3,9 +3,11 @@ import logging
 import time
 
 import pytest
+import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from recordings import alerts, sessions
 from streams import broadcast, groups, limits, protocol
 from streams.models import Device, DeviceToken
 from streams.protocol import Close
@@ -19,7 +21,7 @@ from tests.live_helpers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_only")]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]
 
 
 @pytest.fixture
@@ -234,9 +236,11 @@ async def test_a_device_that_answers_pings_stays_connected(fast_heartbeat, token
 async def test_presence_is_online_in_redis_and_on_the_row_while_connected_and_offline_after(token, acme_camera):
     device, _ = await connect_device(token)
     client = broadcast.redis_client()
-    assert await client.exists(groups.presence_key(acme_camera.pk))
-    row = await database_sync_to_async(Device.objects.get)(pk=acme_camera.pk)
-    assert row.online and row.last_seen is not None
+    assert await client.exists(groups.presence_key(acme_camera.pk))  # written before the welcome
+    # The row is written just after the welcome.
+    row = await wait_for(lambda: database_sync_to_async(
+        lambda: (r := Device.objects.get(pk=acme_camera.pk)).online and r)())
+    assert row.last_seen is not None
     await device.disconnect()
     assert not await client.exists(groups.presence_key(acme_camera.pk))
     row = await database_sync_to_async(Device.objects.get)(pk=acme_camera.pk)
@@ -299,47 +303,54 @@ async def test_disabling_the_device_disconnects_it_at_once_with_4003(token, acme
 # -- recorder contract ------------------------------------------------------------------
 
 
-class FakeRecorder:
-    def __init__(self):
-        self.frames = []
-        self.closed = False
-
-    def submit(self, frame, received_at):
-        self.frames.append((frame, received_at))
-
-    def close(self):
-        self.closed = True
+async def presence_hash(device_id) -> dict:
+    return await broadcast.redis_client().hgetall(groups.presence_key(device_id))
 
 
-async def test_the_device_consumer_feeds_the_recorder_and_closes_it(monkeypatch, token, acme_camera):
-    recorder, opened = FakeRecorder(), []
-
-    def open_recorder(device, hello):
-        opened.append((device.pk, hello["codecs"]))
-        return recorder
-
-    monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: open_recorder)
-    device, welcome = await connect_device(token)
-    assert welcome["recording"] is True and opened == [(acme_camera.pk, ["jpeg"])]
-    chunks = protocol.encode_frame(protocol.KIND_JPEG, b"q" * 3000, 5, 99, True, max_message_bytes=1024)
-    for chunk in chunks:
-        await device.send_to(bytes_data=chunk)
-    await device.send_to(bytes_data=jpeg_frame(6, b"single"))
-    await wait_for(lambda: len(recorder.frames) == 2)
-    first, second = recorder.frames[0][0], recorder.frames[1][0]
-    assert (first.header.seq, first.payload, first.header.chunk_count) == (5, b"q" * 3000, 1)
-    assert (second.header.seq, second.payload) == (6, b"single")
+async def test_a_device_with_recording_on_leaves_its_recording_session_for_the_recorder(token, acme_camera):
+    device, welcome = await connect_device(token, hello={**HELLO, "audio": {"codec": "pcm_s16le", "rate": 16000,
+                                                                             "channels": 1}})
+    assert welcome["recording"] is True
+    session = sessions.decode_session((await presence_hash(acme_camera.pk))[b"rec"])
+    assert session == sessions.RecordingSession(str(acme_camera.organisation_id),
+                                                {"codec": "pcm_s16le", "rate": 16000, "channels": 1})
     await device.disconnect()
-    assert recorder.closed
+    assert await presence_hash(acme_camera.pk) == {}  # the session ends with the connection
 
 
-async def test_a_recorder_that_fails_to_open_leaves_the_stream_live(monkeypatch, token):
-    def broken(device, hello):
-        raise OSError("spool is read-only")
-
-    monkeypatch.setattr("streams.consumers.recorder.load_open_recorder", lambda: broken)
+async def test_a_device_with_recording_off_leaves_no_recording_session(token, acme_camera):
+    await database_sync_to_async(Device.objects.filter(pk=acme_camera.pk).update)(recording_policy="off")
     device, welcome = await connect_device(token)
     assert welcome["recording"] is False
+    assert b"rec" not in await presence_hash(acme_camera.pk)
+    await device.send_json_to({"type": "ping", "id": 1, "ts": 0})
+    assert (await device.receive_json_from())["type"] == "pong"  # and no "recording" warning before it
+    await device.disconnect()
+
+
+@pytest_asyncio.fixture
+async def no_recorders():
+    key = sessions.recorders_key(groups.prefix())
+    await broadcast.redis_client().delete(key)
+    yield key
+    await broadcast.redis_client().delete(key)
+
+
+async def test_with_no_recorder_running_the_device_and_its_owner_are_told_recording_is_degraded(
+        token, acme_camera, no_recorders):
+    device, _ = await connect_device(token)
+    state = await receive_json_of_type(device, "recording")
+    assert state["state"] == "degraded" and "no recorder process is running" in state["reason"]
+    flag = await database_sync_to_async(alerts.recording_degraded)(acme_camera.pk)
+    assert "no recorder process" in flag["reason"]
+    await device.disconnect()
+
+
+async def test_with_a_recorder_running_no_warning_is_sent(token, acme_camera, no_recorders):
+    await broadcast.redis_client().zadd(no_recorders, {"test-recorder": time.time()})
+    device, _ = await connect_device(token)
+    await device.send_json_to({"type": "ping", "id": 1, "ts": 0})
+    assert (await device.receive_json_from())["type"] == "pong"
     await device.disconnect()
 
 

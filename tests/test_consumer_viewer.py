@@ -20,7 +20,7 @@ from tests.live_helpers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_only")]
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from tests.live_helpers import (
     receive_nothing_but_pings,
 )
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_only")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]
 
 
 @pytest.fixture

@@ -172,11 +172,6 @@ def test_disk_errors_degrade_recording_and_keep_what_was_durable(acme_camera, qu
     assert len(spool.read_spool(segment.spool_path).records) == 5
 
 
-def test_open_recorder_returns_none_when_the_policy_is_off(acme_camera):
-    acme_camera.recording_policy = "off"
-    assert recorder.open_recorder(acme_camera, {"type": "hello"}) is None
-
-
 @pytest.mark.django_db(transaction=True)
 def test_recording_pauses_when_the_spool_disk_is_nearly_full_and_live_is_untouched(
         acme_camera, queued, persisted, monkeypatch):

@@ -9,7 +9,8 @@ psycopg from the project's virtualenv when a probe needs them).
     probe.py wait-http URL SECONDS     wait until URL answers 200 (prints the last answer otherwise)
     probe.py smoke BASE_URL USER PASSWORD [DEVICE_NAME ...] [--seconds N]
                                        log in to the admin, check the demo devices are listed,
-                                       and wait for each named device to come online
+                                       wait for each named device to come online and for
+                                       one of its segments to be archived
 
 Exit codes: 0 yes/ok, 1 no/failed, 2 usage.
 """
@@ -138,9 +139,43 @@ def smoke(base: str, username: str, password: str, devices: list[str], seconds: 
         time.sleep(1)
     if devices:
         print(f"smoke: online in the admin: {', '.join(devices)}")
+    if devices and not _wait_for_recordings(opener, base, devices, seconds + 60):
+        return False
     status, _, body = _get(opener, f"{base}/healthz")
     print(f"smoke: /healthz -> {status} {json.loads(body).get('status')}")
     return status == 200
+
+
+def _wait_for_recordings(opener, base: str, devices: list[str], seconds: float) -> bool:
+    """Each named device has a segment that went through the whole chain: recorded by the
+    recorder process, transcoded, thumbnailed and archived by the worker."""
+    status, _, body = _get(opener, f"{base}/api/devices/")
+    if status != 200:
+        print(f"smoke: /api/devices/ answered HTTP {status}", file=sys.stderr)
+        return False
+    ids = {d["name"]: d["id"] for d in json.loads(body)["devices"] if d["name"] in devices}
+    now = time.time()
+    window = urllib.parse.urlencode({
+        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
+        "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 3600)),
+    })
+    deadline = time.monotonic() + seconds
+    pending = dict(ids)
+    while pending:
+        for name, device_id in list(pending.items()):
+            status, _, body = _get(opener, f"{base}/api/devices/{device_id}/segments/?{window}")
+            answer = json.loads(body) if status == 200 else {}
+            if any(s.get("state") == "archived" for s in answer.get("segments", [])):
+                del pending[name]
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            print(f"smoke: no archived recording after {seconds:.0f}s for: {', '.join(pending)} "
+                  f"(see var/log/recorder.log and var/log/worker.log)", file=sys.stderr)
+            return False
+        time.sleep(1)
+    print(f"smoke: recorded, transcoded and archived: {', '.join(sorted(ids))}")
+    return True
 
 
 def main(argv: list[str]) -> int:

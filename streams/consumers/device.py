@@ -9,13 +9,13 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
+from recordings import alerts, sessions
 from streams import auth, control, metrics, presence
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.base import SightlineSocket
-from streams.consumers.recorder import open_recorder_safely
-from streams.groups import device_group, org_group
+from streams.groups import device_group, org_group, prefix
 from streams.limits import MAX_DEVICE_TEXT_PER_SECOND, IngestLimiter, Limits
-from streams.models import AuthResult, authenticate_token
+from streams.models import AuthResult, RecordingPolicy, authenticate_token
 from streams.protocol import (
     DEVICE_MESSAGE_TYPES,
     HEADER_SIZE,
@@ -78,7 +78,6 @@ class DeviceConsumer(SightlineSocket):
         self.device = None
         self.token_id = None
         self.hello = None
-        self.recorder = None
         self.presence = None
         self.publisher = None
         self.reassembler = Reassembler(self.limits.max_frame_bytes)
@@ -170,12 +169,7 @@ class DeviceConsumer(SightlineSocket):
             metrics.INGEST_SEQ_GAPS.labels(device_label).inc(gap)
         if header.timestamp_us:
             metrics.CAPTURE_TO_SERVER.observe(max(0.0, now - header.timestamp_us / 1e6))
-        if self.recorder is not None:
-            try:
-                self.recorder.submit(frame, now)
-            except Exception:  # a recorder fault must not stop the live stream
-                log.exception("recorder.submit failed; recording stopped for this connection")
-                self.recorder = None
+        # The recorder process records this very publication (recordings/service.py).
         await self.publisher.frame(message, header.kind, header.keyframe, now)
 
     async def _on_text(self, text: str) -> None:
@@ -207,12 +201,14 @@ class DeviceConsumer(SightlineSocket):
         self.device_label = str(device.pk)
         self.publisher = IngestPublisher(device.pk)
         self.presence = presence.Presence(redis_client(), device.pk, ttl=self.limits.dead_after_seconds)
-        generation = await self.presence.claim(now)
+        recording = device.recording_policy != RecordingPolicy.OFF
+        # The recorder process reads the session from the presence hash: it lives as long as this connection.
+        session = {"rec": sessions.encode_session(device.organisation_id, hello.get("audio"))} if recording else None
+        generation = await self.presence.claim(now, session)
         group = device_group(device.pk)
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
         await self.channel_layer.group_send(group, {"type": "device.replaced", "generation": generation})
-        self.recorder = await open_recorder_safely(device, hello)
         metrics.DEVICES_CONNECTED.inc()
         self._counted = True
         await self.send_message({
@@ -221,12 +217,21 @@ class DeviceConsumer(SightlineSocket):
             "device_id": str(device.pk),
             "settings": device.stream_settings,
             "limits": self.limits.for_welcome(),
-            "recording": self.recorder is not None,
+            "recording": recording,
         })
         await self.presence.write_db(True, now)
         await self._announce(True, now)
         self.start_task(self._publish_stats(), "stats")
+        if recording and not await sessions.recorders_alive(redis_client(), prefix(), now):
+            await self._no_recorder()
         log.info("device %s connected (agent %.80s)", device.pk, hello.get("agent"))
+
+    async def _no_recorder(self) -> None:
+        """Recording is on but no recorder process is running: say so to the device and the owner."""
+        reason = "no recorder process is running (python manage.py record)"
+        log.error("device %s should be recorded but %s", self.device.pk, reason)
+        await self.send_message({"type": "recording", "state": "degraded", "reason": reason})
+        await database_sync_to_async(alerts.set_recording_degraded)(self.device.pk, reason)
 
     async def _on_ack(self, message: dict) -> None:
         command_id = message.get("id")
@@ -323,11 +328,6 @@ class DeviceConsumer(SightlineSocket):
     async def disconnect(self, code):
         self.closing = True
         await self.stop_tasks()
-        if self.recorder is not None:
-            try:
-                self.recorder.close()
-            except Exception:
-                log.exception("recorder.close failed")
         if self._counted:
             metrics.DEVICES_CONNECTED.dec()
         if self.presence is None:

@@ -1,5 +1,5 @@
-"""Browser tests: a real daphne server, Redis, a Celery worker and the reference device
-agent, against the test database, driven through Playwright with Debian's Chromium.
+"""Browser tests: a real daphne server, the recorder process, Redis, a Celery worker and the
+reference device agent, against the test database, driven through Playwright with Debian's Chromium.
 
 Everything the tests wait for is state the pages expose on window.sightline; there are no
 sleeps. Every process started here is stopped in a finaliser.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tests.support import free_port, subprocess_database_url, wait_until
+from tests.support import free_port, start_recorder, subprocess_database_url, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -84,7 +84,8 @@ def stack_env(django_db_setup, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def server(stack_env):
-    """daphne serving project.asgi on a free port, with static files collected (DEBUG is off)."""
+    """daphne serving project.asgi on a free port, with static files collected (DEBUG is off),
+    and the recorder process that records what it publishes."""
     log_dir = Path(stack_env["_LOG_DIR"])
     subprocess.run([str(VENV_BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
                    cwd=ROOT, env=stack_env, check=True, timeout=120)
@@ -101,11 +102,20 @@ def server(stack_env):
         except OSError:
             return False
 
+    recorder = None
     try:
         wait_until(answers, 30, "daphne to listen")
+        recorder = start_recorder(stack_env, log_dir / "recorder.log")
         yield {"url": url, "port": port, "ws": f"ws://127.0.0.1:{port}", "process": proc}
     finally:
         proc.stop()
+        if recorder is not None:
+            recorder.terminate()
+            try:
+                recorder.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
+                recorder.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")

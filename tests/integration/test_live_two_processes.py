@@ -22,7 +22,7 @@ from django.test import Client
 
 from streams import protocol
 from streams.models import Device
-from tests.support import free_port, subprocess_database_url
+from tests.support import free_port, start_recorder, subprocess_database_url, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -53,7 +53,8 @@ class RunningServers(list):
 
 @pytest.fixture
 def servers(django_db_setup, tmp_path):
-    """Start two uvicorn processes on the test database with a private channel prefix."""
+    """Start two uvicorn processes and a recorder process on the test database with a private
+    channel prefix."""
     env = {
         **os.environ,
         "REDIS_URL": settings.REDIS_URL,
@@ -77,12 +78,13 @@ def servers(django_db_setup, tmp_path):
             log = open(tmp_path / f"uvicorn-{name}.log", "wb")
             processes.append(subprocess.Popen(
                 [str(UVICORN), "project.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                 "--lifespan", "on", "--ws-per-message-deflate", "false", "--no-access-log"],
+                 "--lifespan", "off", "--ws-per-message-deflate", "false", "--no-access-log"],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             ))
             ports.append(port)
         for port, process in zip(ports, processes):
             wait_for_port(port, process)
+        processes.append(start_recorder(env, tmp_path / "recorder.log"))
         yield RunningServers(ports, processes)
     finally:
         for process in processes:
@@ -93,10 +95,10 @@ def servers(django_db_setup, tmp_path):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for name in ("a", "b"):
-            path = tmp_path / f"uvicorn-{name}.log"
+        for name in ("uvicorn-a", "uvicorn-b", "recorder"):
+            path = tmp_path / f"{name}.log"
             if path.exists():
-                sys.stderr.write(f"--- uvicorn {name} ---\n{path.read_text(errors='replace')[-3000:]}\n")
+                sys.stderr.write(f"--- {name} ---\n{path.read_text(errors='replace')[-3000:]}\n")
 
 
 @pytest.fixture
@@ -223,9 +225,9 @@ async def test_the_device_example_in_the_protocol_document_works_against_a_real_
 
 
 @pytest.mark.asyncio
-async def test_a_server_shutting_down_closes_devices_with_1012_and_closes_their_segment_durably(servers, setup_rows):
-    # Frames still queued for the writer at SIGTERM must reach the spool: the lifespan
-    # shutdown (project/lifespan.py) waits for the recorders before uvicorn exits.
+async def test_a_server_shutting_down_closes_devices_with_1012_and_the_recorder_closes_their_segment_durably(servers, setup_rows):
+    # The server's shutdown takes the device offline; the recorder process, hearing that,
+    # closes the device's segment durably with every frame the server published.
     from recordings import synthetic
     from recordings.models import Segment, SegmentState
 
@@ -246,11 +248,14 @@ async def test_a_server_shutting_down_closes_devices_with_1012_and_closes_their_
     await device.send(json.dumps({"type": "ping", "id": 99, "ts": 0}))
     assert (await next_json(device, "pong"))["id"] == 99  # messages are handled in order: all 5 frames are in
 
-    server_a = next(p for p in servers.processes if p.args[p.args.index("--port") + 1] == str(port_a))
+    server_a = next(p for p in servers.processes if "--port" in p.args and p.args[p.args.index("--port") + 1] == str(port_a))
     server_a.terminate()  # SIGTERM: what an orchestrator sends on a rolling restart
     await asyncio.wait_for(device.wait_closed(), 20)
     assert device.close_code in (1001, 1012)
     assert await asyncio.to_thread(server_a.wait, 20) is not None
 
-    segment = await sync_to_async(Segment.objects.get)(device=device_row)
-    assert segment.state == SegmentState.CLOSED and segment.frames == 5
+    def closed_segment():
+        return Segment.objects.filter(device=device_row, state=SegmentState.CLOSED).first()
+
+    segment = await sync_to_async(wait_until)(closed_segment, 20, "the recorder to close the segment")
+    assert segment.frames == 5 and (segment.first_seq, segment.last_seq) == (1, 5)

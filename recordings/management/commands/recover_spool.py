@@ -1,7 +1,7 @@
-"""Close and queue what a crashed ingest process on this host left in the spool.
+"""Close and queue what a crashed recorder process on this host left in the spool.
 
-Run it when an ingest host starts (the first recorder of a process also runs
-it, and the beat task recover_spool_task runs it every minute).
+Every recorder process runs it when it starts (`manage.py record`), and the
+beat task recover_spool_task runs it every minute; this runs it by hand.
 """
 from django.core.management.base import BaseCommand
 
