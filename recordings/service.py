@@ -85,6 +85,7 @@ class RecorderService:
         # Whose lease: this process's writer identity, and which service in it (tests run two).
         self.identity = f"{recorder.writer_identity()}/{uuid.uuid4().hex[:6]}"
         self.slots: dict[str, Slot] = {}
+        self._tasks: set[asyncio.Task] = set()  # resolves and releases in flight (the loop keeps weak refs)
         self._opened: "weakref.WeakSet[recorder.DeviceRecorder]" = weakref.WeakSet()  # to wait for at shutdown
         self.client: aioredis.Redis | None = None
         self.ready = asyncio.Event()
@@ -152,13 +153,13 @@ class RecorderService:
         slot = self.slots.get(device_id)
         if slot is None:
             slot = self.slots[device_id] = Slot(device_id)
-            asyncio.create_task(self._resolve(slot))
+            self._spawn(self._resolve(slot))
         elif slot.state == IGNORED:
             if time.monotonic() < slot.until:
                 self.frames_ignored += 1
                 return
             slot.state = RESOLVING
-            asyncio.create_task(self._resolve(slot))
+            self._spawn(self._resolve(slot))
         self.frames_received += 1
         slot.last_frame = time.monotonic()
         if slot.state == RECORDING:
@@ -175,6 +176,11 @@ class RecorderService:
             # Connected again (a new session: new audio parameters) or gone: either way
             # this segment ends here, durably; the next frame starts the next one.
             self._close_slot(device_id, release=True)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- resolving a device ------------------------------------------------------------
     async def _resolve(self, slot: Slot) -> None:
@@ -215,7 +221,7 @@ class RecorderService:
             return
         slot.recorder.close()
         if release:
-            asyncio.create_task(self._release(device_id))
+            self._spawn(self._release(device_id))
 
     async def _release(self, device_id: str) -> None:
         try:
@@ -267,6 +273,8 @@ class RecorderService:
     # -- stopping ----------------------------------------------------------------------
     async def _shutdown(self) -> None:
         """Close every segment durably, then give the leases and the heartbeat back."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
         recording = [device_id for device_id, slot in self.slots.items() if slot.state == RECORDING]
         for device_id in list(self.slots):
             self._close_slot(device_id, release=False)

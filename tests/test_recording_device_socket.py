@@ -117,7 +117,7 @@ async def test_a_device_with_recording_off_is_not_recorded(token, acme_camera, q
     for seq in range(5):
         await device.send_to(bytes_data=jpeg(seq, t0))
     await wait_for(lambda: service.frames_ignored + service.frames_received >= 5 and
-                   service.slots[str(acme_camera.pk)].state == "ignored")
+                   getattr(service.slots.get(str(acme_camera.pk)), "state", None) == "ignored")
     await device.disconnect()
     assert not await database_sync_to_async(Segment.objects.exists)()
 
@@ -193,3 +193,38 @@ async def test_frames_on_the_channel_that_are_not_frames_are_skipped(acme_camera
     await client.publish(channel, b"short")
     await wait_for(lambda: service.frames_ignored == 2)
     assert service.frames_received == 0
+
+
+async def test_a_recorder_that_loses_its_lease_stops_writing_that_device(
+        token, acme_camera, queued, start_service, quick_leases):
+    service = await start_service(segment_seconds=30)
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(3):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.status()["recording"] == 1)
+    # As if this recorder had stalled past its lease and another one took the device.
+    await broadcast.redis_client().set(sessions.lease_key(groups.prefix(), acme_camera.pk), "someone-else")
+    await wait_for(lambda: service.status()["recording"] == 0, timeout=5)
+    closed = await all_closed(acme_camera.pk, 1)
+    assert closed[0][1] == 3
+    await device.send_to(bytes_data=jpeg(3, t0))  # the lease is someone else's: not recorded here
+    await wait_for(lambda: getattr(service.slots.get(str(acme_camera.pk)), "state", None) == "ignored")
+    await device.disconnect()
+
+
+async def test_a_device_that_goes_silent_is_closed_and_its_lease_given_back(
+        token, acme_camera, queued, start_service, quick_leases):
+    service = await start_service(segment_seconds=1)  # idle after 3 segment lengths
+    device, _ = await connect_device(token)
+    await device.send_to(bytes_data=jpeg(0, int(time.time() * 1_000_000)))
+    await wait_for(lambda: service.status()["recording"] == 1)
+    lease = sessions.lease_key(groups.prefix(), acme_camera.pk)
+    assert await broadcast.redis_client().get(lease) == service.identity.encode()
+    await wait_for(lambda: not service.slots, timeout=10)
+    await wait_for(lambda: _gone(lease), timeout=5)
+    await device.disconnect()
+
+
+async def _gone(key):
+    return not await broadcast.redis_client().exists(key)

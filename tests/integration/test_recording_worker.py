@@ -288,3 +288,22 @@ def test_a_recorder_killed_mid_segment_is_recovered_within_the_crash_window(stac
     wait_until(lambda: states([segment.id]).get(segment.id) == SegmentState.ARCHIVED, 60, "recovered segment archived")
     segment.refresh_from_db()
     assert decoded_frames(stored_bytes(segment.storage_key)) == segment.frames
+
+
+def test_a_recorder_stopped_with_sigterm_closes_its_open_segment_durably(stack, acme_camera, tmp_path):
+    env = {**stack.env, "SEGMENT_SECONDS": "30"}
+    recorder_process = start_recorder(env, tmp_path / "recorder.log")
+    publisher = stack.start_python(PUBLISHER, DEVICE_ID=str(acme_camera.id),
+                                   ORG_ID=str(acme_camera.organisation_id))
+    try:
+        wait_until(lambda: "sent 10 " in publisher.output(), 30, "1 s of frames to be published")
+        wait_until(lambda: Segment.objects.filter(device=acme_camera, state=SegmentState.RECORDING).exists(), 10,
+                   "the segment row")
+        recorder_process.send_signal(signal.SIGTERM)  # what systemd or docker stop sends
+        assert recorder_process.wait(20) == 0
+    finally:
+        publisher.kill()
+    segment = Segment.objects.get(device=acme_camera)  # no recovery run: the recorder closed it itself
+    assert segment.state == SegmentState.CLOSED
+    assert segment.frames >= 10 and segment.frames == segment.last_seq - segment.first_seq + 1
+    assert "segments closed durably" in (tmp_path / "recorder.log").read_text()
