@@ -251,15 +251,26 @@ while True:
 """
 
 
-def test_a_recorder_killed_mid_segment_is_recovered_within_the_crash_window(stack, acme_camera, tmp_path):
+def recorder_mid_segment(stack, device, log_path, frames: int):
+    """A `manage.py record` process (30-s segments) and a publisher, once `frames` frames were
+    published and the segment is being recorded: (recorder Popen, publisher Child, env)."""
     env = {**stack.env, "SEGMENT_SECONDS": "30"}
-    recorder_process = start_recorder(env, tmp_path / "recorder.log")
-    publisher = stack.start_python(PUBLISHER, DEVICE_ID=str(acme_camera.id),
-                                   ORG_ID=str(acme_camera.organisation_id))
+    recorder_process = start_recorder(env, log_path)
+    publisher = stack.start_python(PUBLISHER, DEVICE_ID=str(device.id), ORG_ID=str(device.organisation_id))
     try:
-        wait_until(lambda: "sent 30 " in publisher.output(), 30, "3 s of frames to be published")
-        wait_until(lambda: Segment.objects.filter(device=acme_camera, state=SegmentState.RECORDING).exists(), 10,
+        wait_until(lambda: f"sent {frames} " in publisher.output(), 30, f"{frames} frames to be published")
+        wait_until(lambda: Segment.objects.filter(device=device, state=SegmentState.RECORDING).exists(), 10,
                    "the segment row")
+    except BaseException:
+        publisher.kill()
+        recorder_process.kill()
+        raise
+    return recorder_process, publisher, env
+
+
+def test_a_recorder_killed_mid_segment_is_recovered_within_the_crash_window(stack, acme_camera, tmp_path):
+    recorder_process, publisher, env = recorder_mid_segment(stack, acme_camera, tmp_path / "recorder.log", 30)
+    try:
         os.killpg(recorder_process.pid, signal.SIGKILL)
         killed_at = time.time()
         recorder_process.wait(10)
@@ -291,18 +302,15 @@ def test_a_recorder_killed_mid_segment_is_recovered_within_the_crash_window(stac
 
 
 def test_a_recorder_stopped_with_sigterm_closes_its_open_segment_durably(stack, acme_camera, tmp_path):
-    env = {**stack.env, "SEGMENT_SECONDS": "30"}
-    recorder_process = start_recorder(env, tmp_path / "recorder.log")
-    publisher = stack.start_python(PUBLISHER, DEVICE_ID=str(acme_camera.id),
-                                   ORG_ID=str(acme_camera.organisation_id))
+    recorder_process, publisher, _ = recorder_mid_segment(stack, acme_camera, tmp_path / "recorder.log", 10)
     try:
-        wait_until(lambda: "sent 10 " in publisher.output(), 30, "1 s of frames to be published")
-        wait_until(lambda: Segment.objects.filter(device=acme_camera, state=SegmentState.RECORDING).exists(), 10,
-                   "the segment row")
         recorder_process.send_signal(signal.SIGTERM)  # what systemd or docker stop sends
         assert recorder_process.wait(20) == 0
     finally:
         publisher.kill()
+        if recorder_process.poll() is None:
+            recorder_process.kill()
+            recorder_process.wait(5)
     segment = Segment.objects.get(device=acme_camera)  # no recovery run: the recorder closed it itself
     assert segment.state == SegmentState.CLOSED
     assert segment.frames >= 10 and segment.frames == segment.last_seq - segment.first_seq + 1
