@@ -84,6 +84,7 @@ class RecorderService:
         self.recover_at_start = recover_at_start
         # Whose lease: this process's writer identity, and which service in it (tests run two).
         self.identity = f"{recorder.writer_identity()}/{uuid.uuid4().hex[:6]}"
+        self.client_name = f"sightline-recorder-{self.identity.rsplit('/', 1)[-1]}"
         self.slots: dict[str, Slot] = {}
         self._tasks: set[asyncio.Task] = set()  # resolves and releases in flight (the loop keeps weak refs)
         self._opened: "weakref.WeakSet[recorder.DeviceRecorder]" = weakref.WeakSet()  # to wait for at shutdown
@@ -96,8 +97,9 @@ class RecorderService:
 
     # -- the main loop -----------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        self.client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=None,
-                                              socket_connect_timeout=5, protocol=2)
+        # Named, so an operator can tell its connections apart in CLIENT LIST.
+        self.client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5,
+                                              protocol=2, client_name=self.client_name)
         if self.recover_at_start:  # what a crashed predecessor on this host left half-written
             threading.Thread(target=recovery.recover_in_thread, name="spool-recovery", daemon=True).start()
         renewer = asyncio.create_task(self._renew_forever(), name="recorder-leases")

@@ -228,3 +228,30 @@ async def test_a_device_that_goes_silent_is_closed_and_its_lease_given_back(
 
 async def _gone(key):
     return not await broadcast.redis_client().exists(key)
+
+
+async def test_a_recorder_whose_redis_subscription_drops_subscribes_again_and_goes_on_recording(
+        token, acme_camera, queued, start_service):
+    service = await start_service(segment_seconds=30)
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(3):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 3)
+    client = broadcast.redis_client()
+    ours = [c for c in await client.client_list() if c.get("name") == service.client_name and int(c.get("psub", 0))]
+    assert len(ours) == 1
+    await client.client_kill_filter(_id=ours[0]["id"])  # the subscription's connection, and only it
+    await wait_for(lambda: service.reconnects == 1, timeout=10)
+    await wait_for(lambda: service.ready.is_set() and _subscribed(service), timeout=10)
+    for seq in range(3, 6):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 6, timeout=10)
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 1)
+    assert closed[0][1:4] == (6, 0, 5)
+
+
+async def _subscribed(service):
+    clients = await broadcast.redis_client().client_list()
+    return any(c.get("name") == service.client_name and int(c.get("psub", 0)) for c in clients)
