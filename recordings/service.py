@@ -48,7 +48,7 @@ RESOLVING, RECORDING, IGNORED = "resolving", "recording", "ignored"
 
 
 class Slot:
-    __slots__ = ("device_id", "state", "recorder", "held", "until", "last_frame", "reason")
+    __slots__ = ("device_id", "state", "recorder", "held", "until", "last_frame")
 
     def __init__(self, device_id: str):
         self.device_id = device_id
@@ -57,7 +57,6 @@ class Slot:
         self.held: list[tuple[Frame, float]] = []
         self.until = 0.0
         self.last_frame = time.monotonic()
-        self.reason = ""
 
 
 def frame_from_message(data: bytes) -> Frame | None:
@@ -214,7 +213,8 @@ class RecorderService:
 
     def _ignore(self, slot: Slot, reason: str) -> None:
         self.frames_ignored += len(slot.held)
-        slot.held, slot.state, slot.reason = [], IGNORED, reason
+        log.debug("not recording device %s for now: %s", slot.device_id, reason)
+        slot.held, slot.state = [], IGNORED
         slot.until = time.monotonic() + sessions.RECHECK_SECONDS
 
     def _close_slot(self, device_id: str, release: bool) -> None:
