@@ -28,6 +28,10 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Addresses of reverse proxies whose X-Forwarded-For/-Proto we believe (the ASGI
+# server rewrites the client address only for these; see docs/deployment.md).
+# Empty: forwarded headers are ignored and the peer address is the client.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 
 INSTALLED_APPS = [
     "daphne",  # runserver serves ASGI (WebSocket) in development
