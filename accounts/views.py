@@ -73,7 +73,7 @@ def accept_invitation(request, token: str):
     if invites.existing_account(invitation.email) is not None:
         login_url = f"{reverse('frontend:login')}?{urlencode({'next': request.path})}"
         return render(request, "accounts/invite_login.html", {**context, "login_url": login_url})
-    form = SetPasswordForm(invitation.email, request.POST or None)
+    form = SetPasswordForm(invitation.email, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             user = invites.accept_new(invitation, form.cleaned_data["password1"])

@@ -143,7 +143,7 @@ def _removable(request, device_id):
 @login_required
 def remove_device(request, device_id):
     device = _removable(request, device_id)
-    form = DeviceRemovalForm(request.POST or None)
+    form = DeviceRemovalForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         if form.cleaned_data["recordings"] == DeviceRemovalForm.DELETE:
             from recordings.tasks import delete_device_task
