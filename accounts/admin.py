@@ -9,13 +9,16 @@ permissions are not used for them: the membership role is the permission.
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
-from accounts import tenancy
-from accounts.models import DeviceGrant, Membership, Organisation, Role
+from accounts import invites, tenancy
+from accounts.members import LAST_OWNER_MESSAGE, is_last_owner
+from accounts.models import DeviceGrant, Invitation, Membership, Organisation, Role
 from accounts.permissions import MANAGE, VIEW
 
 
@@ -150,8 +153,11 @@ class TenantScopedInline(admin.TabularInline):
 
 
 # -- organisations and members ---------------------------------------------------------------
+# Owners never name a user outside their organisation: new people are invited by email
+# (InvitationAdmin below, or the portal's members page), which answers the same whether
+# or not the address has an account. Only superusers add an existing login by username.
 class MemberForm(forms.ModelForm):
-    """Members are named by username, so an owner never gets a list of every user."""
+    """An existing membership's person is fixed; a superuser adds one by username."""
 
     user = forms.CharField(label="Username", max_length=150)
 
@@ -163,14 +169,16 @@ class MemberForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["user"] = self.instance.user.get_username()
+            self.fields["user"].disabled = True
 
     def clean_user(self):
+        if self.instance.pk:
+            return self.instance.user
         username = self.cleaned_data["user"].strip()
         user = get_user_model()._default_manager.filter(username=username, is_active=True).first()
         if user is None:
-            raise forms.ValidationError(
-                f"No active user {username!r}. Ask an administrator to create the login first."
-            )
+            # Reached by superusers only (owners may not add memberships by username).
+            raise forms.ValidationError(f"No active user {username!r}.")
         return user
 
     def clean(self):
@@ -181,16 +189,6 @@ class MemberForm(forms.ModelForm):
             if cleaned.get("role") != Role.OWNER or cleaned.get("organisation") != self.instance.organisation:
                 raise forms.ValidationError(LAST_OWNER_MESSAGE)
         return cleaned
-
-
-LAST_OWNER_MESSAGE = "An organisation needs at least one owner: make someone else owner first."
-
-
-def is_last_owner(membership) -> bool:
-    if membership.role != Role.OWNER:
-        return False
-    others = Membership.objects.filter(organisation_id=membership.organisation_id, role=Role.OWNER)
-    return not others.exclude(pk=membership.pk).exists()
 
 
 class _InlineMemberForm(MemberForm):
@@ -221,6 +219,9 @@ class MembershipInline(TenantScopedInline):
     extra = 0
     fields = ["user", "role", "restricted_to_grants", "created_at"]
     readonly_fields = ["created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return _is_super(request)  # owners invite by email instead
 
 
 @admin.register(Organisation)
@@ -261,6 +262,9 @@ class MembershipAdmin(TenantScopedAdmin):
     search_fields = ["user__username", "user__email", "organisation__name"]
     view_action = MANAGE  # who belongs where is the owners' business
 
+    def has_add_permission(self, request):
+        return _is_super(request)  # owners invite by email instead (Invitations)
+
     def has_delete_permission(self, request, obj=None):
         if obj is not None and is_last_owner(obj):
             return False
@@ -294,6 +298,75 @@ class DeviceGrantAdmin(TenantScopedAdmin):
     list_display = ["membership", "device"]
     list_filter = [organisation_filter("membership__organisation")]
     search_fields = ["membership__user__username", "device__name"]
+
+
+class InvitationForm(forms.ModelForm):
+    class Meta:
+        model = Invitation
+        fields = ["organisation", "email", "role"]
+
+    email = forms.EmailField(max_length=150, help_text="They get a link that works once, for a limited time.")
+
+
+@admin.register(Invitation)
+class InvitationAdmin(TenantScopedAdmin):
+    """Invite by email. The answer never depends on whether the address has an account."""
+
+    form = InvitationForm
+    view_action = MANAGE
+    list_display = ["email", "organisation", "role", "state", "created_at", "expires_at", "accepted_at"]
+    list_filter = [organisation_filter("organisation"), "role"]
+    search_fields = ["email"]
+    actions = ["revoke_invitations"]
+
+    @admin.display(description="state")
+    def state(self, obj):
+        from django.utils import timezone
+
+        return invites.state_of(obj, timezone.now())
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["organisation", "email", "role"]
+        return ["email", "organisation", "role", "invited_by", "created_at", "expires_at", "accepted_at",
+                "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an invitation is sent, then accepted, expired or revoked; never edited
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        created = invites.invite(
+            organisation=form.cleaned_data["organisation"], email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"], invited_by=request.user,
+            link_for=lambda token: request.build_absolute_uri(reverse("frontend:accept-invitation", args=[token])),
+        )
+        obj.pk = created.pk
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    def log_addition(self, request, obj, message):
+        pass  # the admin log would point at a row; the invitation's own fields say who sent it
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(request, f"Invitation sent to {obj.email}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:accounts_invitation_changelist"))
+
+    @admin.action(description="Cancel selected invitations", permissions=["delete"])
+    def revoke_invitations(self, request, queryset):
+        for invitation in queryset:
+            invites.revoke(invitation)
+        self.message_user(request, "The selected invitations no longer work.")
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 admin.site.site_header = "Sightline administration"

@@ -62,3 +62,33 @@ class DeviceGrant(models.Model):
 
     def __str__(self):
         return f"{self.membership.user} → {self.device}"
+
+
+class Invitation(models.Model):
+    """An owner's invitation of an email address to an organisation with a role.
+
+    Only a SHA-256 digest of the link's token is stored (accounts/invites.py); the
+    link works once (accepted_at) and until expires_at.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    token_digest = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organisation", "email"])]
+
+    def __str__(self):
+        return f"{self.email} to {self.organisation} ({self.role})"

@@ -83,3 +83,35 @@ def get_or_404(getter, *args, **kwargs):
         return getter(*args, **kwargs)
     except NotFound:
         raise Http404("Not found") from None
+
+
+# -- members and invitations (owner pages) ------------------------------------------------------
+def memberships_for(user, organisation=None) -> QuerySet:
+    """Memberships of the organisations the user may manage (owners), optionally one of them."""
+    qs = Membership.objects.filter(organisation__in=organisations_for(user, "manage"))
+    if organisation is not None:
+        qs = qs.filter(organisation=organisation)
+    return qs.select_related("user", "organisation")
+
+
+def get_membership_for(user, membership_id, organisation=None):
+    try:
+        return memberships_for(user, organisation).get(pk=membership_id)
+    except Exception as exc:
+        raise NotFound(f"membership {membership_id}") from exc
+
+
+def invitations_for(user, organisation=None) -> QuerySet:
+    from accounts.models import Invitation
+
+    qs = Invitation.objects.filter(organisation__in=organisations_for(user, "manage"))
+    if organisation is not None:
+        qs = qs.filter(organisation=organisation)
+    return qs.select_related("organisation", "invited_by")
+
+
+def get_invitation_for(user, invitation_id, organisation=None):
+    try:
+        return invitations_for(user, organisation).get(pk=invitation_id)
+    except Exception as exc:
+        raise NotFound(f"invitation {invitation_id}") from exc

@@ -35,7 +35,8 @@ def _may(user, device, action: str) -> bool:
 @login_required
 def wall(request):
     org = request.organisation
-    devices = list(devices_for(request.user, "view", organisation=org)) if org else []
+    # Archived devices keep their recordings but leave the wall.
+    devices = list(devices_for(request.user, "view", organisation=org).filter(archived_at__isnull=True)) if org else []
     role = role_in(request.user, org) if org else None
     config = {
         "organisationId": str(org.id) if org else None,
@@ -91,7 +92,7 @@ def recordings_page(request, device_id):
 @login_required
 def publish_page(request):
     org = request.organisation
-    devices = list(devices_for(request.user, CONTROL, organisation=org)) if org else []
+    devices = list(devices_for(request.user, CONTROL, organisation=org).filter(archived_at__isnull=True)) if org else []
     chosen = request.GET.get("device")
     config = {
         "devices": [_device_card(d) for d in devices],

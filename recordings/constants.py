@@ -50,6 +50,9 @@ MAX_RETRIES = 5
 # -- retention -------------------------------------------------------------------
 DELETE_BATCH_SIZE = 200  # rows (and their files) deleted per batch, one transaction each
 RETENTION_MAX_BATCHES = 50  # per run; the next beat run continues
+# A removed device's recordings still in the pipeline: look again this often, this many times (6 h).
+DEVICE_DELETE_RETRY_SECONDS = 60
+DEVICE_DELETE_MAX_RETRIES = 360
 RETENTION_INTERVAL_SECONDS = 300
 RECOVERY_INTERVAL_SECONDS = 60
 STORAGE_ALERT_CACHE_KEY = "recordings:storage-alert"

@@ -126,3 +126,15 @@ def recover_spool_task(fan_out: bool = True) -> dict:
             recover_spool_task.apply_async(kwargs={"fan_out": False}, queue=queue)
         return {"fanned_out_to": queues}
     return recovery.recover_spool()
+
+
+@shared_task(name="recordings.delete_device_task", bind=True, soft_time_limit=240, time_limit=300, acks_late=True,
+             max_retries=constants.DEVICE_DELETE_MAX_RETRIES)
+def delete_device_task(self, device_id: str) -> dict:
+    """Delete a removed device's recordings, then the device; again later while some are in the pipeline."""
+    from recordings import removal
+
+    report = removal.delete_device_recordings(device_id)
+    if report["waiting"]:
+        raise self.retry(countdown=constants.DEVICE_DELETE_RETRY_SECONDS)
+    return report

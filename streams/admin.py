@@ -9,14 +9,18 @@ change is committed.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import Count, Q
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.text import slugify
 
 from accounts.admin import TenantScopedAdmin, TenantScopedInline, organisation_filter, scoped_devices
 from accounts.permissions import MANAGE, VIEW
@@ -41,15 +45,29 @@ def disconnect_after_commit(device_ids, reason: str) -> None:
         transaction.on_commit(send)
 
 
+def device_socket_url(secure: bool, host: str) -> str:
+    """The device endpoint as a camera must dial it: this portal's own host and port, ws or wss."""
+    return f"{'wss' if secure else 'ws'}://{host}/ws/device/"
+
+
+def token_file_name(device: Device) -> str:
+    return f"{slugify(device.name) or 'device'}-{str(device.pk)[:8]}.token"
+
+
 def token_page(request, title: str, issued: list[tuple[Device, str]]) -> TemplateResponse:
-    """The one and only page that shows clear tokens; never cached."""
+    """The one and only page that shows clear tokens; never cached.
+
+    The device URL is built from this request (scheme, host and port as the browser
+    reached the portal; behind a TLS proxy, SECURE_PROXY_SSL_HEADER makes it wss).
+    """
     response = TemplateResponse(
         request,
         "admin/streams/device/token_once.html",
         {
             **admin.site.each_context(request),
             "title": title,
-            "issued": issued,
+            "issued": [(device, clear, token_file_name(device)) for device, clear in issued],
+            "device_url": device_socket_url(request.is_secure(), request.get_host()),
             "opts": Device._meta,
         },
     )
@@ -157,6 +175,24 @@ class DeviceAdmin(TenantScopedAdmin):
         if issued:
             return token_page(request, f"Device “{obj}” created: copy its token now", issued)
         return super().response_add(request, obj, post_url_continue)
+
+    # -- removing: the portal asks what happens to the recordings ------------------------------
+    def delete_view(self, request, object_id, extra_context=None):
+        # Django's own delete would cascade to the segments rows (which owners may not
+        # delete here) and leave their files behind; the portal page offers delete or archive.
+        if not request.user.is_superuser:
+            try:
+                device_id = uuid.UUID(str(object_id))
+            except ValueError:
+                raise Http404("Not found") from None
+            return HttpResponseRedirect(reverse("frontend:device-remove", args=[device_id]))
+        return super().delete_view(request, object_id, extra_context)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("delete_selected", None)
+        return actions
 
     # -- actions -------------------------------------------------------------------------------
     def has_manage_permission(self, request):

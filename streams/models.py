@@ -47,6 +47,11 @@ class Device(models.Model):
     height = models.PositiveIntegerField(default=360)
     extra_settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Archived: disabled and hidden from the wall, recordings kept and replayable.
+    archived_at = models.DateTimeField(null=True, blank=True)
+    # The owner chose "remove with its recordings": hidden at once, and
+    # recordings.removal deletes the files, then the row.
+    deletion_requested_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["organisation__name", "name"]

@@ -23,7 +23,7 @@ def device_list(request):
             organisation = None
         if organisation is None:
             return JsonResponse({"error": "not found"}, status=404)
-    devices = list(devices_for(request.user, organisation=organisation))
+    devices = list(devices_for(request.user, organisation=organisation).filter(archived_at__isnull=True))
     live = presence.snapshot_sync(device.pk for device in devices)
     return JsonResponse(
         {"devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices]}

@@ -171,6 +171,34 @@ def test_creating_a_device_shows_its_token_once_and_stores_only_a_hash(as_alice,
     assert shown[0] not in later and row.digest not in later and str(row) in later
 
 
+def test_the_token_page_shows_the_portals_real_device_url_copy_and_download(as_alice, acme, settings):
+    settings.ALLOWED_HOSTS = ["cams.example.org", "testserver"]
+    for secure, host, expected in [(True, "cams.example.org:8443", "wss://cams.example.org:8443/ws/device/"),
+                                   (False, "testserver", "ws://testserver/ws/device/")]:
+        device = Device(organisation=acme, name=f"Gate {host}")
+        response = as_alice.post(reverse("admin:streams_device_add"), _device_form(device), secure=secure,
+                                 HTTP_HOST=host)
+        page = response.content.decode()
+        assert response.status_code == 200
+        assert "YOUR-HOST" not in page
+        assert f'<code id="device-url">{expected}</code>' in page
+        assert f"--url {expected} --token-file" in page
+        assert 'data-copy="token-1"' in page and 'data-download="token-1"' in page
+        assert "js/token_page.js" in page
+        # No inline script or handler (the Content-Security-Policy forbids them).
+        assert all("src=" in tag for tag in re.findall(r"<script[^>]*>", page))
+        assert not re.search(r"\son(click|load|submit)=", page)
+        token = TOKEN_IN_PAGE.findall(page)[0]
+        assert token not in "".join(re.findall(r'(?:href|src|action)="([^"]*)"', page))  # never in a URL
+
+
+def test_deleting_a_device_in_the_admin_goes_to_the_portals_choice(as_alice, acme_camera, acme_segment):
+    response = as_alice.get(reverse("admin:streams_device_delete", args=[acme_camera.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("frontend:device-remove", args=[acme_camera.pk])
+    assert Device.objects.filter(pk=acme_camera.pk).exists()
+
+
 def test_rotating_keeps_the_two_newest_tokens_active(as_alice, acme_camera):
     shown = []
     for _ in range(3):
@@ -253,12 +281,72 @@ def test_a_viewer_on_staff_may_look_but_not_change(client, carol, acme_camera):
     assert client.get(reverse("admin:accounts_membership_changelist")).status_code == 403
 
 
-def test_owners_add_members_by_username_only(as_alice, acme, bob, carol):
+def _same(first, second, *variable):
+    """Two responses that must not differ except for the values the owner typed."""
+    a, b = first.content.decode(), second.content.decode()
+    for old, new in variable:
+        a = a.replace(old, new)
+    a, b = (re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", x) for x in (a, b))
+    return first.status_code == second.status_code and first.get("Location") == second.get("Location") and a == b
+
+
+def test_the_membership_add_form_says_nothing_about_usernames_outside_the_organisation(
+    as_alice, acme, django_user_model
+):
+    django_user_model.objects.create_user(username="zed", password="password")  # in no organisation
     url = reverse("admin:accounts_membership_add")
+    existing = as_alice.post(url, {"user": "zed", "organisation": str(acme.pk), "role": "viewer"})
+    unknown = as_alice.post(url, {"user": "nobody", "organisation": str(acme.pk), "role": "viewer"})
+    assert _same(existing, unknown), (existing.status_code, unknown.status_code)
+    assert existing.status_code == 403 and "No active user" not in unknown.content.decode()
+    assert not Membership.objects.filter(user__username="zed").exists()
+
+
+def test_the_organisation_page_cannot_add_a_member_by_username(as_alice, acme, alice, django_user_model):
+    django_user_model.objects.create_user(username="zed", password="password")
+    memberships = list(acme.memberships.select_related("user").order_by("pk"))
+    data = _org_form(acme, memberships)
+    data.update({"memberships-TOTAL_FORMS": len(memberships) + 1, "memberships-1-organisation": str(acme.pk),
+                 "memberships-1-user": "zed", "memberships-1-role": "viewer"})
+    page = as_alice.get(reverse("admin:accounts_organisation_change", args=[acme.pk])).content.decode()
+    assert 'name="memberships-MAX_NUM_FORMS" value="0"' in page  # no empty row to fill in
+    as_alice.post(reverse("admin:accounts_organisation_change", args=[acme.pk]), data)
+    assert not Membership.objects.filter(user__username="zed").exists()
+
+
+def test_an_existing_members_person_cannot_be_swapped_for_another_username(as_alice, acme, bob, django_user_model):
+    django_user_model.objects.create_user(username="zed", password="password")
+    bobs = Membership.objects.get(user=bob)
+    as_alice.post(reverse("admin:accounts_membership_change", args=[bobs.pk]),
+                  {"user": "zed", "organisation": str(acme.pk), "role": "operator"})
+    bobs.refresh_from_db()
+    assert bobs.user == bob and not Membership.objects.filter(user__username="zed").exists()
+
+
+def test_owners_invite_by_email_and_the_answer_is_the_same_for_known_and_unknown_addresses(
+    as_alice, acme, django_user_model, mailoutbox
+):
+    django_user_model.objects.create_user(username="zed", email="zed@example.org", password="password")
+    url = reverse("admin:accounts_invitation_add")
     page = as_alice.get(url).content.decode()
-    assert "<select" in page and "mallory" not in page  # usernames are typed, never listed
-    response = as_alice.post(url, {"user": "nobody", "organisation": str(acme.pk), "role": "viewer"})
-    assert "No active user" in response.content.decode()
+    assert 'name="email"' in page and "Globex" not in page
+    known = as_alice.post(url, {"organisation": str(acme.pk), "email": "zed@example.org", "role": "viewer"}, follow=True)
+    unknown = as_alice.post(url, {"organisation": str(acme.pk), "email": "new@example.org", "role": "viewer"},
+                            follow=True)
+    assert known.status_code == unknown.status_code == 200
+    assert known.redirect_chain == unknown.redirect_chain
+    assert "Invitation sent to zed@example.org" in known.content.decode()
+    messages_of = lambda r: [str(m).replace("zed@", "new@") for m in r.context["messages"]]  # noqa: E731
+    assert messages_of(known) == messages_of(unknown)
+    assert sorted(m.to[0] for m in mailoutbox) == ["new@example.org", "zed@example.org"]
+    assert not Membership.objects.filter(user__username="zed").exists()  # joins only by accepting
+
+
+def test_superusers_still_add_an_existing_login_by_username(admin_client, acme, django_user_model):
+    django_user_model.objects.create_user(username="zed", password="password")
+    url = reverse("admin:accounts_membership_add")
+    admin_client.post(url, {"user": "zed", "organisation": str(acme.pk), "role": "viewer"})
+    assert Membership.objects.filter(user__username="zed", organisation=acme).exists()
 
 
 def test_the_outsider_cannot_add_himself_to_acme(as_mallory, acme, mallory):

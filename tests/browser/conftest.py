@@ -79,6 +79,9 @@ def stack_env(django_db_setup, tmp_path_factory):
     })
     env["DATABASE_URL"] = subprocess_database_url()  # the test database, SQLite file or PostgreSQL
     env["_LOG_DIR"] = str(tmp_path_factory.mktemp("stack-logs"))
+    # Invitation emails land as files the tests read (tests/browser/test_members.py).
+    env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
+    env["EMAIL_FILE_PATH"] = str(tmp_path_factory.mktemp("mail"))
     return env
 
 
