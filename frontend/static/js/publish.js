@@ -89,6 +89,9 @@ class PublishSession {
     switch (message.type) {
       case 'welcome':
         state.welcome = message;
+        // The takeover was for this start only: a reconnect after a network drop must not
+        // take the device from a camera that came back meanwhile (it would get 4014 and ask).
+        this.socket.path = `/ws/publish/${this.deviceId}/`;
         Object.assign(this.limits, message.limits || {});
         if (message.settings) this.apply(pickKnown(message.settings));
         this.resume();

@@ -177,8 +177,10 @@ function dayBounds(isoDate) {
 }
 
 async function fetchSegments() {
-  const q = new URLSearchParams({ start: new Date(currentDay.start).toISOString(), end: new Date(currentDay.end).toISOString() });
+  const day = currentDay;
+  const q = new URLSearchParams({ start: new Date(day.start).toISOString(), end: new Date(day.end).toISOString() });
   const body = await getJson(`${config.segmentsUrl}?${q}`);
+  if (day !== currentDay) return state.segments;  // the day changed meanwhile: its answer is stale
   state.segments = (body.segments || []).slice().sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
   timeline.setSegments(state.segments);
   return state.segments;
@@ -196,12 +198,14 @@ async function showDay(isoDate) {
   stopPlayback();
   clearDayState();
   status('loading…');
+  const day = currentDay;
   try {
     await fetchSegments();
   } catch (error) {
-    status(`Could not load recordings: ${error.message}`);
+    if (day === currentDay) status(`Could not load recordings: ${error.message}`);
     return;
   }
+  if (day !== currentDay) return;  // another day was chosen while this one loaded
   const ready = state.segments.filter(playable);
   const recorded = state.segments.reduce((sum, s) => sum + (s.duration || 0), 0);
   status(state.segments.length
