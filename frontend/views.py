@@ -27,6 +27,20 @@ def _device_card(device) -> dict:
     }
 
 
+def _with_live_presence(devices) -> list[dict]:
+    """Device cards whose online/last_seen come from live presence (Redis), not the row's
+    flag, which is written only every half minute and may be stale."""
+    from streams import presence
+
+    live = presence.snapshot_sync([d.pk for d in devices]) if devices else {}
+    cards = []
+    for device in devices:
+        card = _device_card(device)
+        card["online"], card["last_seen"] = presence.merge_with_row(device, live.get(str(device.pk)))
+        cards.append(card)
+    return cards
+
+
 def _may(user, device, action: str) -> bool:
     """True if the user may perform action on this device (grants respected)."""
     return devices_for(user, action).filter(pk=device.pk).exists()
@@ -56,13 +70,15 @@ def wall(request):
 def device_page(request, device_id):
     device = get_or_404(get_device_for, request.user, device_id, "view")
     can_control = _may(request.user, device, CONTROL)
+    card = _with_live_presence([device])[0]
     config = {
-        "device": _device_card(device),
+        "device": card,
         "canControl": can_control,
         "recordingsUrl": reverse("frontend:recordings", args=[device.id]),
     }
     return render(request, "frontend/device.html", {
         "device": device,
+        "online": card["online"],
         "can_control": can_control,
         "role": role_in(request.user, device.organisation),
         "config": config,
@@ -94,12 +110,14 @@ def publish_page(request):
     org = request.organisation
     devices = list(devices_for(request.user, CONTROL, organisation=org).filter(archived_at__isnull=True)) if org else []
     chosen = request.GET.get("device")
+    cards = _with_live_presence(devices)
     config = {
-        "devices": [_device_card(d) for d in devices],
-        "selected": chosen if any(str(d.id) == chosen for d in devices) else None,
+        "devices": cards,
+        # A camera streaming now is never preselected: publishing to it would take it over.
+        "selected": next((c["id"] for c in cards if c["id"] == chosen and not c["online"]), None),
     }
     return render(request, "frontend/publish.html", {
-        "devices": devices,
+        "devices": cards,
         "config": config,
     })
 

@@ -233,6 +233,8 @@ SIGHTLINE = {
     "DEAD_AFTER_SECONDS": env_int("DEAD_AFTER_SECONDS", 30, minimum=2),
     "COMMAND_TIMEOUT_SECONDS": env_int("COMMAND_TIMEOUT_SECONDS", 5, minimum=1),
     "SEGMENT_SECONDS": env_int("SEGMENT_SECONDS", 10, minimum=1),
+    # How long a clip export waits for segments of its range still being recorded or transcoded.
+    "EXPORT_WAIT_SECONDS": env_int("EXPORT_WAIT_SECONDS", 120, minimum=0),
     # Queue for tasks that read an ingest host's local spool (docs/recording.md); "" = default queue.
     "SPOOL_QUEUE": env_str("SPOOL_QUEUE", ""),
     "FREE_DISK_WATERMARK_BYTES": env_int("FREE_DISK_WATERMARK_BYTES", 2 * 1024**3, minimum=0),

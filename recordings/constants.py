@@ -120,3 +120,10 @@ def spool_path_for(organisation_id, device_id, start: datetime, segment_id) -> P
 def storage_key_for(segment, suffix: str) -> str:
     return dated_relpath(segment.device.organisation_id, segment.device_id, segment.start, f"{segment.id}{suffix}")
 EXPORT_MAX_SECONDS = 3600  # one clip export covers at most an hour
+EXPORT_POLL_SECONDS = 2.0  # while an export waits for pending segments, it looks again this often
+
+
+def export_wait_seconds() -> float:
+    """How long an export waits for the segments of its range still being recorded or
+    transcoded before it exports what is ready and says what it lacks."""
+    return float(settings.SIGHTLINE.get("EXPORT_WAIT_SECONDS", 120))

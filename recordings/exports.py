@@ -7,6 +7,10 @@ onto one clock. The clip starts at the last keyframe at or before `start`
 its first frame, and ends at `end`. Segments whose size or codec differs from
 the first one are skipped and counted in the log: joining them needs a
 re-encode this version does not do.
+
+Segments of the range still being recorded or transcoded are waited for (the
+task polls, up to EXPORT_WAIT_SECONDS); what the clip then covers, and what it
+lacks and why, is stored with the export (recordings/coverage.py).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import av
 
-from recordings import archive, constants
+from recordings import archive, constants, coverage
 from recordings.models import ClipExport, ExportState, Segment, SegmentState
 
 log = logging.getLogger(__name__)
@@ -42,30 +46,61 @@ def segments_in_range(device_id, start: datetime, end: datetime):
             .order_by("start"))
 
 
-def run_export(export_id) -> str:
-    """queued -> running -> done; idempotent (a finished export is left alone)."""
+def segment_states_in_range(device_id, start: datetime, end: datetime) -> list[str]:
+    """States of every segment overlapping the range, the one being recorded (no end yet) included."""
+    return list(Segment.objects.filter(device_id=device_id, start__lt=end)
+                .exclude(end__lte=start).values_list("state", flat=True))
+
+
+def run_export(export_id, may_wait: bool = True) -> str:
+    """queued -> running -> done; idempotent (a finished export is left alone).
+
+    Returns "waiting" while segments of the range are still pending and the wait is not
+    over: the caller (the task) runs it again a little later."""
     claimed = ClipExport.objects.filter(pk=export_id, state__in=[ExportState.QUEUED, ExportState.RUNNING]).update(
-        state=ExportState.RUNNING, progress=0.0)
+        state=ExportState.RUNNING)
     if not claimed:
         return "done"
     export = ClipExport.objects.select_related("device").get(pk=export_id)
+    now = datetime.now(timezone.utc)
+    states = segment_states_in_range(export.device_id, export.start, export.end)
+    pending = sum(state in coverage.PENDING_STATES for state in states)
+    failed = sum(state == SegmentState.FAILED for state in states)
+    waited = (now - export.created_at).total_seconds()
+    max_wait = constants.export_wait_seconds()
+    if may_wait and coverage.should_wait(pending, waited, max_wait):
+        ClipExport.objects.filter(pk=export_id).update(
+            progress=coverage.waiting_progress(len(states) - pending - failed, len(states)),
+            coverage={"waiting_for": pending, "segments": len(states), "waited_seconds": round(waited, 1),
+                      "max_wait_seconds": max_wait})
+        return "waiting"
     segments = list(segments_in_range(export.device_id, export.start, export.end))
     if not segments:
-        fail_export(export_id, "no recorded video in this range")
+        reason = "no recorded video in this range"
+        if pending:
+            reason += f" yet: {pending} segment(s) still being recorded or processed after {max_wait:.0f} s"
+        fail_export(export_id, reason)
         return "failed"
     with tempfile.TemporaryDirectory(prefix="sightline-export-") as workdir:
         out_path = Path(workdir) / "clip.mp4"
+        joined: list[Segment] = []
         frames = join_segments(segments, export.start, export.end, out_path, workdir,
-                               progress=lambda p: ClipExport.objects.filter(pk=export_id).update(progress=p * 0.9))
+                               progress=lambda p: ClipExport.objects.filter(pk=export_id).update(
+                                   progress=0.25 + p * 0.7),
+                               joined=joined)
         if not frames:
             fail_export(export_id, "no frames in this range")
             return "failed"
         checksum = archive.sha256_file(out_path)
         key = archive.store_file(out_path, export_key(export))
         size = out_path.stat().st_size
+    report = coverage.describe([(s.start, s.end) for s in joined], export.start, export.end,
+                               pending=pending, failed=failed, now=now)
+    if not report["complete"]:
+        log.info("export %s is partial: %s", export_id, report["note"])
     ClipExport.objects.filter(pk=export_id).update(
         state=ExportState.DONE, progress=1.0, storage_key=key, checksum=checksum, bytes=size,
-        finished_at=datetime.now(timezone.utc))
+        coverage=report, finished_at=datetime.now(timezone.utc))
     return "done"
 
 
@@ -85,7 +120,10 @@ def local_copy(segment: Segment, workdir: str) -> Path:
     return target
 
 
-def join_segments(segments, start: datetime, end: datetime, out_path: Path, workdir: str, progress) -> int:
+def join_segments(segments, start: datetime, end: datetime, out_path: Path, workdir: str, progress,
+                  joined: list | None = None) -> int:
+    """Remux the segments' packets of [start, end) into out_path; `joined` receives the
+    segments actually used (a segment of another size or codec is skipped)."""
     written = 0
     origin = start.timestamp()
     with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
@@ -109,6 +147,8 @@ def join_segments(segments, start: datetime, end: datetime, out_path: Path, work
                     continue
                 written += _copy_packets(source, vin, ain, video_out, audio_out, segment.start.timestamp(),
                                          origin, end.timestamp(), last_dts)
+                if joined is not None:
+                    joined.append(segment)
             progress((index + 1) / len(segments))
     return written
 

@@ -80,6 +80,9 @@ class ClipExport(models.Model):
     checksum = models.CharField(max_length=64, blank=True)
     bytes = models.BigIntegerField(default=0)
     failure_reason = models.TextField(blank=True)
+    # While waiting: {"waiting_for", "segments", "waited_seconds", "max_wait_seconds"}; when done,
+    # what the clip covers of the range asked (recordings/coverage.py describe()).
+    coverage = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -100,8 +100,13 @@ def _on_export_failure(self, exc, task_id, args, kwargs, einfo):
 def export_clip_task(export_id: str) -> str:
     from recordings import exports
 
+    # Eager (no broker): a re-queued poll would run at once, in this call; export what is ready.
+    eager = bool(export_clip_task.app.conf.task_always_eager)
     try:
-        return exports.run_export(export_id)
+        result = exports.run_export(export_id, may_wait=not eager)
+        if result == "waiting":  # segments of the range still pending: look again soon, freeing the worker
+            export_clip_task.apply_async((export_id,), countdown=constants.EXPORT_POLL_SECONDS)
+        return result
     except SoftTimeLimitExceeded:
         exports.fail_export(export_id, "took too long")
         raise

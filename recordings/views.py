@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST, require_safe
@@ -38,6 +39,15 @@ def _time_range(params, max_seconds: float) -> tuple[datetime, datetime]:
     return start, end
 
 
+def overlapping(start: datetime, end: datetime, now: datetime) -> Q:
+    """Segments overlapping [start, end). One still being recorded has no end yet: it lasts
+    until now, so it belongs to no range that begins after now (tomorrow's timeline)."""
+    ended_inside = Q(end__gt=start)
+    if start < now:
+        ended_inside |= Q(end__isnull=True)
+    return Q(start__lt=end) & ended_inside
+
+
 def _segment_json(segment) -> dict:
     playable = segment.state in PLAYABLE
     return {
@@ -60,8 +70,8 @@ def segment_list(request, device_id):
         start, end = _time_range(request.GET, constants.MAX_RANGE_HOURS * 3600)
     except ValueError as exc:
         return HttpResponseBadRequest(str(exc))
-    segments = tenancy.segments_for(request.user, VIEW, device=device).filter(start__lt=end).exclude(
-        end__lte=start).order_by("start")[: constants.MAX_PLAYLIST_SEGMENTS]
+    segments = tenancy.segments_for(request.user, VIEW, device=device).filter(
+        overlapping(start, end, datetime.now(timezone.utc))).order_by("start")[: constants.MAX_PLAYLIST_SEGMENTS]
     return JsonResponse({
         "segments": [_segment_json(s) for s in segments],
         "recording": {"policy": device.recording_policy, "degraded": alerts.recording_degraded(device.id)},
@@ -130,7 +140,13 @@ def release(request, segment_id):
 
 def _export_json(export) -> dict:
     done = export.state == "done"
+    report = export.coverage or {}
     return {"id": str(export.id), "state": export.state, "progress": round(export.progress, 3),
+            # While running: how many segments of the range it still waits for. When done: whether
+            # the clip holds the whole range, and if not what it covers and lacks (and why).
+            "waiting_for": report.get("waiting_for", 0) if not done else 0,
+            "complete": report.get("complete") if done else None,
+            "coverage": report or None,
             "start": export.start.isoformat(), "end": export.end.isoformat(),
             "checksum": export.checksum or None, "bytes": export.bytes if done else None,
             "failure_reason": export.failure_reason or None,

@@ -10,9 +10,13 @@ from streams.agent.reconnect import (
     EXIT_BAD_TOKEN,
     EXIT_DEVICE_DISABLED,
     EXIT_TOKEN_REVOKED,
+    REPLACED_MEMORY_SECONDS,
+    REPLACED_WAIT_SECONDS,
     AgentExit,
     Backoff,
+    ReplacedBackoff,
     retry_delay,
+    retry_message,
 )
 from streams.agent.session import Agent, AgentConfig
 from streams.agent.sources import PatternSource
@@ -143,9 +147,25 @@ def test_shutdowns_timeouts_and_network_errors_are_retried_with_backoff(code):
 
 
 def test_a_replaced_agent_retries_slowly_and_an_auth_rate_limited_one_waits_a_minute():
-    assert BACKOFF_CAP_SECONDS / 2 <= retry_delay(Close.REPLACED, Backoff(rng=lambda: 0.0))
-    assert retry_delay(Close.REPLACED, Backoff(rng=lambda: 1.0)) <= BACKOFF_CAP_SECONDS
+    assert REPLACED_WAIT_SECONDS <= retry_delay(Close.REPLACED, Backoff(rng=lambda: 0.0))
+    assert retry_delay(Close.REPLACED, Backoff(rng=lambda: 1.0)) <= REPLACED_WAIT_SECONDS * 1.1
     assert retry_delay(Close.AUTH_RATE_LIMITED, Backoff(rng=lambda: 0.0)) >= 60
+
+
+def test_after_4012_the_agent_waits_a_minute_doubling_while_takeovers_repeat_and_says_why():
+    now = [1000.0]
+    replaced = ReplacedBackoff(clock=lambda: now[0], rng=lambda: 0.0)
+    waits = []
+    for _ in range(6):  # taken over again right after each reconnect
+        waits.append(retry_delay(Close.REPLACED, Backoff(), replaced))
+        now[0] += waits[-1] + 5
+    assert waits == [60, 120, 240, 480, 600, 600]
+    now[0] += REPLACED_MEMORY_SECONDS + 1  # a quiet quarter of an hour: back to one minute
+    assert retry_delay(Close.REPLACED, Backoff(), replaced) == 60
+    assert ReplacedBackoff(clock=lambda: 0.0, rng=lambda: 1.0).next_delay() == pytest.approx(66)
+    message = retry_message(Close.REPLACED, 60)
+    assert "another connection of this device took over" in message and "60 s" in message
+    assert retry_message(None, 1.5) == "reconnecting in 1.5 s"
 
 
 @pytest.mark.parametrize("changes", [

@@ -13,8 +13,10 @@ from tests.live_helpers import (
     connect_device,
     expect_close,
     jpeg_frame,
+    receive_binary,
     receive_json_of_type,
     receive_nothing_but_pings,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]
@@ -175,6 +177,65 @@ async def test_an_anonymous_publisher_is_refused_with_4401(acme_camera):
 @pytest.mark.asyncio
 async def test_a_publisher_from_a_foreign_origin_is_refused_with_4403(sessions, acme_camera):
     await expect_close(await publish(acme_camera, sessions["owner"], origin=b"http://evil.example"), Close.FORBIDDEN)
+
+
+@pytest.mark.asyncio
+async def test_publishing_to_a_connected_device_is_refused_with_4014_and_the_camera_keeps_streaming(
+        sessions, acme_camera, token):
+    camera, _ = await connect_device(token)
+    viewer = browser_socket(f"/ws/view/{acme_camera.pk}/", sessions["viewer"])
+    assert (await viewer.connect())[0]
+    await receive_json_of_type(viewer, "welcome")
+    await wait_for(lambda: str(acme_camera.pk) in broadcast.get_hub().feeds)
+
+    error = await expect_close(await publish(acme_camera, sessions["operator"]), Close.DEVICE_BUSY)
+    assert "connected" in error["message"] and "takeover" in error["message"]
+    # The camera was not replaced: no 4012, and its frames still reach the viewer.
+    await receive_nothing_but_pings(camera)
+    frame = jpeg_frame(1, b"\xff\xd8still the camera\xff\xd9")
+    await camera.send_to(bytes_data=frame)
+    assert await receive_binary(viewer) == frame
+    await viewer.disconnect()
+    await camera.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_a_confirmed_takeover_replaces_the_camera_with_4012_and_logs_the_user(
+        sessions, bob, acme_camera, token, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="streams.consumers.device")
+    camera, _ = await connect_device(token)
+    browser = browser_socket(f"/ws/publish/{acme_camera.pk}/?takeover=1", sessions["operator"])
+    assert (await browser.connect())[0]
+    await browser.send_json_to(HELLO)
+    await receive_json_of_type(browser, "welcome")
+    await expect_close(camera, Close.REPLACED)
+    taken = [r.getMessage() for r in caplog.records if "taken over" in r.getMessage()]
+    assert taken == [f"device {acme_camera.pk} taken over from the browser by user bob (id {bob.pk})"], taken
+    await camera.disconnect()
+    await browser.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_publishing_to_an_offline_device_needs_no_takeover_and_logs_none(sessions, acme_camera, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="streams.consumers.device")
+    socket = await publish(acme_camera, sessions["owner"])
+    await socket.send_json_to(HELLO)
+    await receive_json_of_type(socket, "welcome")
+    assert "taken over" not in caplog.text
+    await socket.disconnect()
+
+
+def test_only_an_explicit_takeover_flag_counts_as_confirmed():
+    from streams.consumers.device import busy_refusal, takeover_confirmed
+
+    assert takeover_confirmed(b"takeover=1") and takeover_confirmed(b"a=b&takeover=true")
+    assert not takeover_confirmed(b"") and not takeover_confirmed(b"takeover=0") and not takeover_confirmed(b"takeover")
+    assert busy_refusal(online=True, confirmed=False)[0] == Close.DEVICE_BUSY == 4014
+    assert busy_refusal(online=True, confirmed=True) is None and busy_refusal(online=False, confirmed=False) is None
 
 
 # -- GET /api/devices/ --------------------------------------------------------------------------------

@@ -85,3 +85,19 @@ def test_a_browser_device_accepts_valid_settings_and_explains_invalid_ones():
     assert out[5] == "invalid: this browser does not support setting zoom"
     assert out[6] == "invalid: settings must be an object"
     assert out[7:] == [[320, 180], [640, 360]]
+
+
+def test_a_partial_export_is_never_announced_as_plainly_ready():
+    partial, whole, waiting = run_js("export.js", """
+        const coverage = {complete: false, requested_seconds: 7, covered_seconds: 4,
+            covered: [['2025-11-21T04:40:01+00:00', '2025-11-21T04:40:05+00:00']],
+            missing: [['2025-11-21T04:40:05+00:00', '2025-11-21T04:40:08+00:00']],
+            note: 'covers 4.0 s of the 7.0 s asked (…); missing 04:40:05–04:40:08 UTC: 1 segment still being recorded or processed'};
+        return [m.describeDone({state: 'done', bytes: 2048, complete: false, coverage}),
+                m.describeDone({state: 'done', bytes: 2048, complete: true, coverage: {complete: true}}),
+                m.describeProgress({state: 'running', waiting_for: 1, progress: 0.1,
+                                    coverage: {segments: 3, waited_seconds: 4, max_wait_seconds: 120}})];""")
+    assert partial.startswith("Export ready (2.0 KB), but it covers only 4 s of the 7 s asked: ")
+    assert "Missing " in partial and partial.endswith("(1 segment still being recorded or processed).")
+    assert whole == "Export ready: 2.0 KB, the whole range asked."
+    assert waiting == "Waiting for 1 of 3 segments of this range, still being recorded or processed (4 of at most 120 s)…"

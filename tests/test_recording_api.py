@@ -253,3 +253,94 @@ def test_media_answers_head_requests_with_its_size(client, personas, segments):
     client.force_login(personas["viewer"])
     response = client.head(f"/media/segments/{segments[0].id}/video.mp4")
     assert response.status_code == 200 and response["Content-Length"] == str(segments[0].bytes)
+
+
+@pytest.mark.django_db
+def test_the_segment_being_recorded_now_is_on_todays_list_and_not_on_tomorrows(client, personas, acme_camera):
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone.utc)
+    recording = Segment.objects.create(device=acme_camera, start=now - timedelta(seconds=5), codec="jpeg",
+                                       state="recording")
+    client.force_login(personas["viewer"])
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    def listed(start, end):
+        response = client.get(f"/api/devices/{acme_camera.id}/segments/",
+                              {"start": start.isoformat(), "end": end.isoformat()})
+        assert response.status_code == 200
+        return [s["id"] for s in response.json()["segments"]]
+
+    assert listed(midnight, midnight + timedelta(days=1)) == [str(recording.id)]
+    assert listed(midnight + timedelta(days=1), midnight + timedelta(days=2)) == []
+    assert listed(now + timedelta(seconds=1), now + timedelta(hours=1)) == []
+    assert listed(now - timedelta(hours=1), now - timedelta(seconds=10)) == []  # began before it started
+
+
+def _closed_third_segment(device):
+    """Two archived segments (04:40:00-02, 03-05) and a third (06-08) recorded but not transcoded yet."""
+    done = recorded(device, count=2)
+    pending = synthetic.write_closed_segment(device, synthetic.jpeg_frames(20, T0 + 6_000_000, start_seq=40))
+    return done, pending
+
+
+def _post_export(client, device, start, end):
+    response = client.post(f"/api/devices/{device.id}/exports/", json.dumps({"start": start, "end": end}),
+                           content_type="application/json")
+    assert response.status_code == 202
+    return response.json()["id"]
+
+
+@pytest.mark.django_db
+def test_an_export_across_a_segment_still_processing_waits_for_it_with_progress_then_covers_the_range(
+        client, personas, acme_camera):
+    _done, pending = _closed_third_segment(acme_camera)
+    client.force_login(personas["operator"])
+    export_id = _post_export(client, acme_camera, "2025-11-21T04:40:01Z", "2025-11-21T04:40:07Z")
+
+    assert exports.run_export(export_id) == "waiting"  # the task looks again EXPORT_POLL_SECONDS later
+    status = client.get(f"/api/exports/{export_id}/").json()
+    assert status["state"] == "running" and status["waiting_for"] == 1 and status["download_url"] is None
+    assert 0 < status["progress"] < 0.25 and status["coverage"]["segments"] == 3
+
+    pipeline.transcode_segment(pending.id)  # the worker catches up: transcode, then thumbnails -> ready
+    pipeline.make_thumbnails(pending.id)
+    assert exports.run_export(export_id) == "done"
+    status = client.get(f"/api/exports/{export_id}/").json()
+    assert status["state"] == "done" and status["complete"] is True and status["waiting_for"] == 0
+    assert status["coverage"]["missing"] == [] and status["coverage"]["note"] == ""
+    with av.open(io.BytesIO(body(client.get(status["download_url"])))) as container:
+        assert len(list(container.decode(video=0))) == 40  # 04:40:01 .. 04:40:07, as asked
+
+
+@pytest.mark.django_db
+def test_an_export_that_may_not_wait_longer_says_exactly_what_it_covers(client, personas, acme_camera, settings):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "EXPORT_WAIT_SECONDS": 0}
+    _closed_third_segment(acme_camera)
+    client.force_login(personas["operator"])
+    export_id = _post_export(client, acme_camera, "2025-11-21T04:40:01Z", "2025-11-21T04:40:08Z")
+
+    assert exports.run_export(export_id) == "done"
+    status = client.get(f"/api/exports/{export_id}/").json()
+    assert status["state"] == "done" and status["complete"] is False
+    report = status["coverage"]
+    assert report["requested_seconds"] == 7 and report["covered_seconds"] == 4
+    assert report["covered"] == [["2025-11-21T04:40:01+00:00", "2025-11-21T04:40:05+00:00"]]
+    assert report["missing"] == [["2025-11-21T04:40:05+00:00", "2025-11-21T04:40:08+00:00"]]
+    assert report["note"] == ("covers 4.0 s of the 7.0 s asked (04:40:01–04:40:05 UTC); missing 04:40:05–04:40:08 UTC: "
+                              "1 segment still being recorded or processed")
+
+
+def test_coverage_names_holes_at_the_start_and_where_nothing_was_recorded():
+    from datetime import datetime, timedelta, timezone
+
+    from recordings import coverage
+
+    t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    report = coverage.describe([(at(3), at(6)), (at(6.5), at(8))], at(0), at(10))
+    assert report["covered"] == [[at(3).isoformat(), at(8).isoformat()]]  # a half-second cut is no hole
+    assert report["missing"] == [[at(0).isoformat(), at(3).isoformat()], [at(8).isoformat(), at(10).isoformat()]]
+    assert report["note"].endswith("nothing was recorded then") and report["complete"] is False
+    assert coverage.describe([(at(-1), at(11))], at(0), at(10))["complete"] is True
+    assert coverage.should_wait(1, 5, 120) and not coverage.should_wait(1, 120, 120) and not coverage.should_wait(0, 0, 120)

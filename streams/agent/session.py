@@ -43,7 +43,9 @@ from streams.agent.reconnect import (
     STABLE_SESSION_SECONDS,
     AgentExit,
     Backoff,
+    ReplacedBackoff,
     retry_delay,
+    retry_message,
 )
 from streams.agent.sources import SourceUnavailable
 from streams.agent.status import Counters, StatusLine
@@ -90,6 +92,7 @@ class Agent:
         self.counters.codec = encoder.codec
         self.settings = CameraSettings(fps=config.fps, width=config.width, height=config.height)
         self.backoff = Backoff(rng=rng)
+        self.replaced_backoff = ReplacedBackoff(rng=rng)
         # Last sequence number sent per media kind (protocol section 3: each kind counts on its
         # own); kept across reconnects so a stream resumes at N+1.
         self.seqs = {"video": 0, "audio": 0, "metadata": 0}
@@ -121,9 +124,9 @@ class Agent:
                     break
                 if welcomed and time.monotonic() - started >= STABLE_SESSION_SECONDS:
                     self.backoff.reset()
-                delay = retry_delay(close_code, self.backoff)
+                delay = retry_delay(close_code, self.backoff, self.replaced_backoff)
                 self.counters.state = "waiting"
-                self.status.event(f"reconnecting in {delay:.1f} s")
+                self.status.event(retry_message(close_code, delay))
                 try:
                     await asyncio.wait_for(self.done.wait(), delay)
                 except asyncio.TimeoutError:

@@ -56,6 +56,29 @@ def _device_for_publisher(user, device_id):
     return device, None, None
 
 
+def takeover_confirmed(query_string: bytes) -> bool:
+    """True if the publisher's URL carries takeover=1: the publish page sets it only after the
+    person confirmed, in a dialog, that the device connected now is to be replaced."""
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query_string.decode("latin-1")).get("takeover", [])
+    return bool(values) and values[-1] in ("1", "true", "yes")
+
+
+def busy_refusal(online: bool, confirmed: bool) -> tuple[int, str] | None:
+    """Publishing to a device that is connected replaces it (4012 for the camera, its viewers
+    and recording get the browser's frames): refused with 4014 unless the takeover was confirmed."""
+    if online and not confirmed:
+        return Close.DEVICE_BUSY, ("this device is connected and streaming now; publishing would replace it. "
+                                   "Confirm a takeover to do so")
+    return None
+
+
+def _printable(value: str) -> str:
+    """A client-chosen value for a log line: control characters escaped, so it stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))[:150]
+
+
 def _is_uuid(value) -> bool:
     import uuid
 
@@ -130,7 +153,17 @@ class DeviceConsumer(SightlineSocket):
         if not user.is_authenticated:
             return None, Close.NOT_AUTHENTICATED, "log in first", "<session>"
         device, code, reason = await database_sync_to_async(_device_for_publisher)(user, device_id)
-        return device, code, reason, "<session>"
+        if device is None:
+            return None, code, reason, "<session>"
+        online = (await presence.snapshot(redis_client(), [device.pk]))[str(device.pk)][0]
+        confirmed = takeover_confirmed(self.scope.get("query_string", b""))
+        refusal = busy_refusal(online, confirmed)
+        if refusal is not None:
+            return None, *refusal, "<session>"
+        if online:
+            log.warning("device %s taken over from the browser by user %s (id %s)", device.pk,
+                        _printable(user.get_username()), user.pk)
+        return device, None, None, "<session>"
 
     # -- messages from the device -------------------------------------------------
 

@@ -1,6 +1,6 @@
 // Device page: live player with overlay stats, chart, snapshot, reconnect, and (operators) controls.
 import { LiveChart } from './lib/chart.js';
-import { formatBitrate, readConfig } from './lib/format.js';
+import { formatAgo, formatBitrate, readConfig } from './lib/format.js';
 import { LivePlayer } from './lib/player.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
@@ -16,6 +16,9 @@ const state = window.sightline = {
   connection: 'connecting',
   connected: false,
   online: device.online,
+  lastSeen: device.last_seen,
+  liveLabel: null,          // what the overlay says: 'live' only while the device is online
+  controlsEnabled: false,
   framesDrawn: 0,
   firstFrameMs: null,       // ms since navigation start when the first live frame was drawn
   timings: { moduleStart: null, socketOpen: null, welcome: null, firstBinary: null },  // ms since navigation start
@@ -53,11 +56,35 @@ const chart = new LiveChart($('chart'), {
   ],
 });
 
+let socketState = { name: 'connecting', detail: '' };
+
 function showConnection(name, detail = '') {
-  const el = $('conn');
+  socketState = { name, detail };
+  render();
+}
+
+/** Overlay, picture and controls from the socket's state and the device's presence: "live" only
+ * when both the socket is open and the device is online; an offline device shows no picture. */
+function render() {
+  const { name, detail } = socketState;
+  const offline = name === 'open' && !state.online;
   const labels = { connecting: 'connecting…', open: 'live', reconnecting: 'reconnecting…', waiting: 'disconnected', failed: 'unavailable', closed: 'closed', unsupported: 'cannot decode' };
-  el.dataset.state = name;
-  el.textContent = detail ? `${labels[name] || name}: ${detail}` : (labels[name] || name);
+  const el = $('conn');
+  const shown = offline ? 'offline' : name;
+  const label = offline ? `offline · ${formatAgo(state.lastSeen)}` : (labels[name] || name);
+  el.dataset.state = shown;
+  el.textContent = detail && !offline ? `${label}: ${detail}` : label;
+  state.liveLabel = label;
+  $('player').dataset.online = String(state.online);
+  $('offline-panel').hidden = state.online;
+  $('offline-seen').textContent = state.lastSeen ? `last ${formatAgo(state.lastSeen)} (${new Date(state.lastSeen).toLocaleString()})` : 'never seen';
+  const controls = $('controls-set');
+  if (controls) {
+    controls.disabled = !state.online;
+    $('controls-offline').hidden = state.online;
+  }
+  state.controlsEnabled = Boolean(controls && !controls.disabled);
+  $('snapshot').disabled = !state.online || !player.framesDrawn;
 }
 
 const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
@@ -85,7 +112,7 @@ function handleMessage(message) {
       state.timings.welcome ??= performance.now();
       state.canControl = Boolean(message.can_control);
       state.role = message.role;
-      if (message.device) setPresence(message.device.online);
+      if (message.device) setPresence(message.device.online, message.device.last_seen);
       break;
     case 'stats':
       state.serverStats = message;
@@ -93,7 +120,7 @@ function handleMessage(message) {
       state.drops = (message.drops || 0) + player.localDrops;
       break;
     case 'presence':
-      setPresence(message.online);
+      setPresence(message.online, message.last_seen);
       break;
     case 'command_result':
       showCommandResult(message);
@@ -109,11 +136,13 @@ function handleMessage(message) {
   }
 }
 
-function setPresence(online) {
-  state.online = online;
+function setPresence(online, lastSeen) {
+  state.online = Boolean(online);
+  if (lastSeen) state.lastSeen = lastSeen;
   const el = $('presence');
   el.textContent = online ? 'online' : 'offline';
-  el.dataset.online = String(online);
+  el.dataset.online = String(state.online);
+  render();
 }
 
 // Overlay and chart refresh once a second from what this browser measured.
@@ -126,6 +155,7 @@ setInterval(() => {
   $('stat-latency').textContent = state.latencyMs === null ? '–' : `${Math.round(state.latencyMs)} ms`;
   $('stat-drops').textContent = String(state.drops);
   chart.push({ latency: state.latencyMs, fps: state.fps });
+  render();  // "last seen … ago" moves on, the snapshot button follows the first frame
 }, 1000);
 
 $('snapshot').addEventListener('click', () => {

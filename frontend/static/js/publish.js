@@ -4,7 +4,10 @@
 import { formatBytes, readConfig } from './lib/format.js';
 import { KIND_JPEG, encodeFrame, nowUs } from './lib/protocol.js';
 import { parseResolution, validateSettings } from './lib/settings.js';
+import { CLOSE } from './lib/protocol.js';
 import { ReconnectingSocket } from './lib/socket.js';
+
+const DEVICE_BUSY = 4014;  // streams.protocol.Close.DEVICE_BUSY: the device is connected, no takeover asked
 
 const config = readConfig();
 const $ = (id) => document.getElementById(id);
@@ -24,14 +27,18 @@ const state = window.sightline = {
   lastCommand: null,
   lastAck: null,
   settings: null,
+  takeover: false,       // this session was opened with ?takeover=1 after the person confirmed
+  lastClose: null,       // {code, reason} of the last close of the publish socket
   errors: [],
 };
 
 let session = null;
 
 class PublishSession {
-  constructor(deviceId, { width, height, fps }) {
+  constructor(deviceId, { width, height, fps }, { takeover = false, onFinal = () => {} } = {}) {
     this.deviceId = deviceId;
+    this.takeover = takeover;
+    this.onFinal = onFinal;
     this.settings = { brightness: 0, contrast: 0, fps, resolution: `${width}x${height}` };
     this.limits = { max_message_bytes: 1024 * 1024, max_fps: 60 };
     this.seq = 0;
@@ -52,12 +59,23 @@ class PublishSession {
     });
     this.video.srcObject = this.stream;
     await this.video.play();
-    this.socket = new ReconnectingSocket(`/ws/publish/${this.deviceId}/`, {
+    const path = `/ws/publish/${this.deviceId}/${this.takeover ? '?takeover=1' : ''}`;
+    this.socket = new ReconnectingSocket(path, {
       onState: (name, detail) => showState(name, detail),
       onOpen: () => this.hello(),
       onText: (message) => this.handle(message),
-      onClose: () => this.pause(),
+      onClose: (event) => this.closed(event),
     }).start();
+  }
+
+  /** Busy (4014) and replaced (4012) are final for this session: reconnecting would take the
+   * device from whoever has it now, and the two would take turns. */
+  closed(event) {
+    this.pause();
+    state.lastClose = { code: event.code, reason: event.reason };
+    if (event.code !== DEVICE_BUSY && event.code !== CLOSE.REPLACED) return;
+    this.stop();
+    this.onFinal(event.code);
   }
 
   hello() {
@@ -71,6 +89,9 @@ class PublishSession {
     switch (message.type) {
       case 'welcome':
         state.welcome = message;
+        // The takeover was for this start only: a reconnect after a network drop must not
+        // take the device from a camera that came back meanwhile (it would get 4014 and ask).
+        this.socket.path = `/ws/publish/${this.deviceId}/`;
         Object.assign(this.limits, message.limits || {});
         if (message.settings) this.apply(pickKnown(message.settings));
         this.resume();
@@ -178,38 +199,86 @@ function showState(name, detail = '') {
   state.connection = name;
   state.connected = name === 'open';
   const el = $('pub-state');
-  const labels = { connecting: 'connecting…', open: 'publishing', reconnecting: 'reconnecting…', waiting: 'disconnected', failed: 'refused', closed: 'not publishing', error: 'error' };
+  const labels = {
+    connecting: 'connecting…', open: 'publishing', reconnecting: 'reconnecting…', waiting: 'disconnected',
+    failed: 'refused', closed: 'not publishing', error: 'error', busy: 'not publishing', replaced: 'stopped',
+  };
   el.dataset.state = name;
   el.textContent = detail ? `${labels[name] || name}: ${detail}` : (labels[name] || name);
 }
 
+const deviceCard = (id) => config.devices.find((d) => d.id === id);
+
+function confirmTakeover(device) {
+  return window.confirm(`"${device?.name || 'This device'}" is connected and streaming now.\n\n`
+    + 'Publishing from this browser takes it over: the camera is disconnected, and its viewers and '
+    + 'its recording get this browser\'s picture instead. Take it over?');
+}
+
+function setButtons(publishing) {
+  $('pub-start').disabled = publishing;
+  $('pub-stop').disabled = !publishing;
+}
+
+async function startPublishing(deviceId, takeover) {
+  session?.stop();
+  state.deviceId = deviceId;
+  state.takeover = takeover;
+  // The hello offers the device's configured settings; the server's welcome has the last word.
+  const device = deviceCard(deviceId);
+  const [width, height] = parseResolution(device?.settings?.resolution);
+  session = new PublishSession(deviceId, { width, height, fps: device?.settings?.fps || 10 }, {
+    takeover,
+    onFinal: (code) => finished(deviceId, code),
+  });
+  setButtons(true);
+  try {
+    await session.start();
+  } catch (error) {
+    state.errors.push(String(error));
+    showState('error', error.name === 'NotAllowedError' ? 'camera permission denied' : `camera unavailable (${error.message})`);
+    session.stop();
+    setButtons(false);
+  }
+}
+
+/** The server refused (4014) or another connection took the device (4012): stop and say so. */
+function finished(deviceId, code) {
+  setButtons(false);
+  const device = deviceCard(deviceId);
+  if (code === CLOSE.REPLACED) {
+    showState('replaced', 'another connection of this device took over (the camera reconnected, or someone '
+      + 'else publishes to it). Not retrying; press Start publishing to take it back.');
+    return;
+  }
+  if (device) device.online = true;
+  showState('busy', `${device?.name || 'the device'} is connected and streaming now`);
+  if (confirmTakeover(device)) startPublishing(deviceId, true);
+}
+
+function describeChoice() {
+  const device = deviceCard(form.elements.device.value);
+  $('pub-device-note').textContent = device?.online
+    ? `${device.name} is online now: publishing to it asks you to confirm taking it over.` : '';
+}
+
 if (form) {
-  if (config.selected) form.elements.device.value = config.selected;
-  form.addEventListener('submit', async (event) => {
+  form.elements.device.value = config.selected || '';
+  describeChoice();
+  form.elements.device.addEventListener('change', describeChoice);
+  form.addEventListener('submit', (event) => {
     event.preventDefault();
-    session?.stop();
-    state.deviceId = form.elements.device.value;
-    // The hello offers the device's configured settings; the server's welcome has the last word.
-    const device = config.devices.find((d) => d.id === state.deviceId);
-    const [width, height] = parseResolution(device?.settings?.resolution);
-    session = new PublishSession(state.deviceId, { width, height, fps: device?.settings?.fps || 10 });
-    $('pub-start').disabled = true;
-    $('pub-stop').disabled = false;
-    try {
-      await session.start();
-    } catch (error) {
-      state.errors.push(String(error));
-      showState('error', error.name === 'NotAllowedError' ? 'camera permission denied' : `camera unavailable (${error.message})`);
-      session.stop();
-      $('pub-start').disabled = false;
-      $('pub-stop').disabled = true;
-    }
+    const deviceId = form.elements.device.value;
+    if (!deviceId) { showState('error', 'choose a device first'); return; }
+    const device = deviceCard(deviceId);
+    // Online as far as this page knows: ask first. The server checks again (4014) in any case.
+    if (device?.online && !confirmTakeover(device)) return;
+    startPublishing(deviceId, Boolean(device?.online));
   });
   $('pub-stop').addEventListener('click', () => {
     session?.stop();
     session = null;
-    $('pub-start').disabled = false;
-    $('pub-stop').disabled = true;
+    setButtons(false);
   });
   window.addEventListener('pagehide', () => session?.stop());
 }

@@ -24,6 +24,7 @@ const state = window.sightline = {
   lastSeek: null,           // {targetWallMs, targetMedia, landedMedia, ms}
   seeks: [],
   export: null,
+  exportWaitedFor: 0,       // most segments the current export was seen waiting for (0: it did not wait)
   errors: [],
 };
 
@@ -176,8 +177,10 @@ function dayBounds(isoDate) {
 }
 
 async function fetchSegments() {
-  const q = new URLSearchParams({ start: new Date(currentDay.start).toISOString(), end: new Date(currentDay.end).toISOString() });
+  const day = currentDay;
+  const q = new URLSearchParams({ start: new Date(day.start).toISOString(), end: new Date(day.end).toISOString() });
   const body = await getJson(`${config.segmentsUrl}?${q}`);
+  if (day !== currentDay) return state.segments;  // the day changed meanwhile: its answer is stale
   state.segments = (body.segments || []).slice().sort((a, b) => Date.parse(a.start) - Date.parse(b.start));
   timeline.setSegments(state.segments);
   return state.segments;
@@ -193,13 +196,16 @@ async function showDay(isoDate) {
   timeline.setDay(currentDay.start, currentDay.end);
   timeline.setPlayhead(null);
   stopPlayback();
+  clearDayState();
   status('loading…');
+  const day = currentDay;
   try {
     await fetchSegments();
   } catch (error) {
-    status(`Could not load recordings: ${error.message}`);
+    if (day === currentDay) status(`Could not load recordings: ${error.message}`);
     return;
   }
+  if (day !== currentDay) return;  // another day was chosen while this one loaded
   const ready = state.segments.filter(playable);
   const recorded = state.segments.reduce((sum, s) => sum + (s.duration || 0), 0);
   status(state.segments.length
@@ -210,6 +216,32 @@ async function showDay(isoDate) {
   if (ready[0].poster_url) video.poster = ready[0].poster_url;
   try { await loadPlaylist(); } catch (error) { status(error.message); }
   if (media.length) timeline.setPlayhead(media.fragments[0].wallStart);
+}
+
+/** Nothing of the previous day stays on screen: its clock, selection and export result. */
+function clearDayState() {
+  state.currentWallMs = null;
+  state.currentTime = null;
+  $('video-clock').textContent = '';
+  state.segments = [];
+  timeline.setSegments([]);
+  select(null, null);
+  exportRun?.abort();
+  exportRun = null;
+  state.export = null;
+  state.exportWaitedFor = 0;
+  if (exportForm) {
+    $('export-start').value = '';
+    $('export-end').value = '';
+    $('export-status').textContent = '';
+    delete $('export-status').dataset.complete;
+    $('export-progress').hidden = true;
+    $('export-checksum-row').hidden = true;
+    $('export-checksum').textContent = '';
+    $('export-verified').textContent = '';
+    $('export-download').hidden = true;
+    $('export-download').removeAttribute('href');
+  }
 }
 
 /** Zoom so the day's recordings fill the view: short recordings would be slivers at 24 h. */
@@ -232,6 +264,7 @@ function shiftDay(days) {
 // -- export -------------------------------------------------------------------------
 const exportForm = $('export');
 let selection = { start: null, end: null };
+let exportRun = null;  // AbortController of the export being followed (a day change stops following it)
 
 function timeOfDay(ms) { return clock(new Date(ms)); }
 
@@ -266,10 +299,18 @@ if (exportForm) {
     const end = msFromTimeInput($('export-end').value);
     if (!(end > start)) { $('export-status').textContent = 'The end must be after the start.'; return; }
     const fileName = `${config.device.name.replace(/[^\w-]+/g, '_')}-${new Date(start).toISOString().replace(/[:.]/g, '-')}.mp4`;
-    runExport({ url: config.exportsUrl, startMs: start, endMs: end, fileName }, {
+    exportRun?.abort();
+    exportRun = new AbortController();
+    state.exportWaitedFor = 0;
+    const { signal } = exportRun;
+    runExport({ url: config.exportsUrl, startMs: start, endMs: end, fileName, signal }, {
       progress: $('export-progress'), status: $('export-status'), checksumRow: $('export-checksum-row'),
       checksum: $('export-checksum'), verified: $('export-verified'), download: $('export-download'),
-    }, (info) => { state.export = info; });
+    }, (info) => {
+      if (signal.aborted) return;
+      state.export = info;
+      state.exportWaitedFor = Math.max(state.exportWaitedFor, info.waiting_for || 0);
+    });
   });
 }
 

@@ -1,7 +1,7 @@
 // Clip export: ask the server for an MP4 of a range, show progress, then the SHA-256 the server
 // computed, and check the downloaded bytes against it in this browser.
 import { getJson, postJson } from './api.js';
-import { formatBytes } from './format.js';
+import { clock, formatBytes } from './format.js';
 
 const POLL_MS = 500;
 const GIVE_UP_MS = 15 * 60 * 1000;
@@ -12,16 +12,44 @@ export async function sha256Hex(buffer) {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
+const seconds = (s) => (s < 120 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`);
+const spans = (list) => (list || []).map(([a, b]) => `${clock(new Date(a))}–${clock(new Date(b))}`).join(', ');
+
+/** What the status line says while the export runs. */
+export function describeProgress(info) {
+  const c = info.coverage || {};
+  if (info.waiting_for > 0) {
+    return `Waiting for ${info.waiting_for} of ${c.segments} segments of this range, still being recorded or processed`
+      + (c.max_wait_seconds ? ` (${Math.round(c.waited_seconds || 0)} of at most ${Math.round(c.max_wait_seconds)} s)…` : '…');
+  }
+  return `Exporting… ${Math.round((info.progress || 0) * 100)} %`;
+}
+
+/** What the status line says when the export is done: never "ready" for less than asked without saying so. */
+export function describeDone(info) {
+  const c = info.coverage || {};
+  if (info.complete === false) {
+    const why = (c.note || '').split(': ').slice(1).join(': ');
+    return `Export ready (${formatBytes(info.bytes)}), but it covers only ${seconds(c.covered_seconds)} of the `
+      + `${seconds(c.requested_seconds)} asked: ${spans(c.covered) || 'nothing'}. Missing ${spans(c.missing)}`
+      + `${why ? ` (${why})` : ''}.`;
+  }
+  return `Export ready: ${formatBytes(info.bytes)}, the whole range asked.`;
+}
+
 /**
- * @param {object} job   {url, startMs, endMs, fileName}
+ * @param {object} job   {url, startMs, endMs, fileName, signal}: an aborted signal stops following
+ *                        the export and leaves the elements alone (the page moved to another day)
  * @param {object} els   {progress, status, checksumRow, checksum, verified, download}
  * @param {function} onUpdate  called with the export's latest state (for window.sightline)
  */
-export async function runExport({ url, startMs, endMs, fileName }, els, onUpdate) {
-  const say = (text) => { els.status.textContent = text; };
+export async function runExport({ url, startMs, endMs, fileName, signal }, els, onUpdate) {
+  const gone = () => Boolean(signal?.aborted);
+  const say = (text) => { if (!gone()) els.status.textContent = text; };
   els.download.hidden = true;
   els.checksumRow.hidden = true;
   els.progress.hidden = false;
+  delete els.status.dataset.complete;
   els.progress.value = 0;
   let info = { state: 'requested', progress: 0 };
   onUpdate(info);
@@ -39,23 +67,27 @@ export async function runExport({ url, startMs, endMs, fileName }, els, onUpdate
   info = { ...created, state: 'queued', progress: 0 };
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, POLL_MS));
+    if (gone()) return;
     try {
       info = await getJson(created.status_url || `/api/exports/${created.id}/`);
     } catch (error) {
       say(`Checking export: ${error.message}`);
       continue;
     }
+    if (gone()) return;
     onUpdate({ ...info });
     els.progress.value = info.progress || 0;
     if (info.state === 'done' || info.state === 'failed') break;
-    say(`Exporting… ${Math.round((info.progress || 0) * 100)} %`);
+    say(describeProgress(info));
   }
   if (info.state !== 'done') {
     say(`Export failed: ${info.failure_reason || info.error || info.state}`);
     return;
   }
+  if (gone()) return;
   els.progress.value = 1;
-  say(`Export ready: ${formatBytes(info.bytes)}.`);
+  say(describeDone(info));
+  els.status.dataset.complete = String(info.complete !== false);
   els.checksum.textContent = info.checksum;
   els.checksumRow.hidden = false;
   els.download.href = info.download_url;
@@ -66,6 +98,7 @@ export async function runExport({ url, startMs, endMs, fileName }, els, onUpdate
   try {
     const response = await fetch(info.download_url, { credentials: 'same-origin' });
     const computed = await sha256Hex(await response.arrayBuffer());
+    if (gone()) return;
     info = { ...info, computedChecksum: computed, verified: computed === info.checksum };
     onUpdate(info);
     els.verified.textContent = info.verified ? '✓ matches the downloaded file' : `✗ downloaded file hashes to ${computed}`;
