@@ -26,7 +26,9 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 COPY --from=frontend /src/frontend/static/vendor frontend/static/vendor
 # Static files are baked into the image (served by WhiteNoise); spool and media are volumes.
-RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 \
+# (A namespace given here, so the build writes no var/namespace into the image:
+# each installation generates its own at its first start.)
+RUN SECRET_KEY=collectstatic-only SIGHTLINE_NAMESPACE=image-build python manage.py collectstatic --noinput -v 0 \
     && useradd --system --uid 10001 --home-dir /var/lib/sightline sightline \
     && mkdir -p /var/lib/sightline/spool /var/lib/sightline/media \
     && chown -R sightline /var/lib/sightline

@@ -50,6 +50,7 @@ def create(workdir: Path, devices: int = 1, recording: bool = False, device_fps:
         "SPOOL_DIR": str(var_dir / "spool"),
         "MEDIA_ROOT": str(var_dir / "media"),
         "REDIS_URL": redis_url,
+        "SIGHTLINE_NAMESPACE": prefix,  # kombu's and the results' keys under <prefix>:
         "CHANNEL_PREFIX": prefix,
         "CACHE_PREFIX": prefix,
         "CELERY_QUEUE": f"{prefix}-queue",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from project import namespace
 from project.env import (
     database_from_url,
     env_bool,
@@ -94,6 +95,13 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = redis_url("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Every Redis name of this installation derives from its namespace (generated at
+# first start in VAR_DIR/namespace, or SIGHTLINE_NAMESPACE), so installations
+# sharing one Redis never see each other's tasks, frames or presence
+# (project/namespace.py; docs/deployment.md, "Redis namespace").
+# CHANNEL_PREFIX, CACHE_PREFIX and CELERY_QUEUE still override their name.
+REDIS_NAMES = namespace.redis_names(VAR_DIR)
+SIGHTLINE_NAMESPACE = REDIS_NAMES.namespace
 
 # One layer message per device frame per process; RedisChannelLayer caps
 # overload at the channel capacity (pub/sub layers queue without bound).
@@ -104,7 +112,7 @@ CHANNEL_LAYERS = {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
-            "prefix": env_str("CHANNEL_PREFIX", "sightline"),
+            "prefix": REDIS_NAMES.channel_prefix,
             "capacity": 200,
             "expiry": 30,
         },
@@ -115,7 +123,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env_str("CACHE_PREFIX", "sightline"),
+        "KEY_PREFIX": REDIS_NAMES.cache_prefix,
     }
 }
 
@@ -125,7 +133,7 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", REDIS_URL)
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "sightline")
+CELERY_TASK_DEFAULT_QUEUE = REDIS_NAMES.celery_queue
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -137,6 +145,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TIME_LIMIT", 660, minimum=1)
 LONGEST_TASK_SECONDS = max(CELERY_TASK_TIME_LIMIT, 960)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", LONGEST_TASK_SECONDS + 600, minimum=1),
+    # Prefixes every key kombu writes, its shared ones too (unacked, unacked_index,
+    # _kombu.binding.*) and the pidbox/event channels: a worker of another
+    # installation on this Redis can neither take our tasks nor answer our pings.
+    "global_keyprefix": REDIS_NAMES.celery_key_prefix,
 }
 if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= LONGEST_TASK_SECONDS:
     raise ImproperlyConfigured(
@@ -144,6 +156,8 @@ if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= LONGEST_TASK_SECONDS
         "or Redis hands a running task to a second worker"
     )
 CELERY_RESULT_EXPIRES = 3600
+# celery-task-meta-* results under the same prefix.
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_NAMES.celery_key_prefix}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -7,11 +7,18 @@ import uuid
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
 os.environ.setdefault("SIGHTLINE_VAR_DIR", tempfile.mkdtemp(prefix="sightline-test-"))
 os.environ.setdefault("LOG_FORMAT", "console")
-# Private Redis key prefixes per run: a Sightline running beside the tests on the
-# same Redis (its recorder subscribes to <prefix>:frames:*) never sees test frames.
-_RUN = uuid.uuid4().hex[:8]
-os.environ.setdefault("CHANNEL_PREFIX", f"test-{_RUN}")
-os.environ.setdefault("CACHE_PREFIX", f"test-{_RUN}")
+# A fresh installation namespace per run, so every Redis name (channel layer, our
+# own keys, cache, Celery queue, kombu's and the result backend's keys) is private:
+# a Sightline running beside the tests on the same Redis never sees a test frame or
+# takes a test task, and the tests never take its. Set in os.environ so the server,
+# recorder and worker processes the tests start inherit it. Always replaced, never
+# inherited from the shell (it may be a running portal's), except in a child of
+# this very run (marked by SIGHTLINE_TEST_RUN), which must share the parent's.
+_RUN = os.environ.get("SIGHTLINE_TEST_RUN") or uuid.uuid4().hex[:10]
+os.environ["SIGHTLINE_TEST_RUN"] = _RUN
+os.environ["SIGHTLINE_NAMESPACE"] = f"test-{_RUN}"
+for _name in ("CHANNEL_PREFIX", "CACHE_PREFIX", "CELERY_QUEUE"):
+    os.environ.pop(_name, None)  # derived from the namespace, not the shell's
 
 from project.settings import *  # noqa: E402,F401,F403
 from project.settings import DATABASES, VAR_DIR  # noqa: E402

@@ -37,9 +37,16 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def child_redis_names(env: dict):
+    """The Redis names (project.namespace.RedisNames) a child process started with `env` uses."""
+    from project import namespace
+
+    return namespace.redis_names(namespace.default_var_dir(env), env)
+
+
 def start_recorder(env: dict, log_path, timeout: float = 60, extra_args=()):
     """`manage.py record` as a child process with `env`; returns the Popen once it has
-    subscribed (its heartbeat is in Redis under env's CHANNEL_PREFIX)."""
+    subscribed (its heartbeat is in Redis under env's channel prefix)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -55,7 +62,7 @@ def start_recorder(env: dict, log_path, timeout: float = 60, extra_args=()):
                                start_new_session=True)
     log.close()
     client = redis.Redis.from_url(env["REDIS_URL"])
-    key = sessions.recorders_key(env.get("CHANNEL_PREFIX", "sightline"))
+    key = sessions.recorders_key(child_redis_names(env).channel_prefix)
 
     def ready():
         if process.poll() is not None:

@@ -166,7 +166,11 @@ def test_the_run_command_brings_up_a_portal_whose_demo_login_works(tmp_path):
     import os
     import signal
 
-    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY"}}
+    # Not this test run's database, settings or Redis names: a new installation that
+    # generates its own namespace (so no other installation's worker on this Redis can take its tasks).
+    env = {key: value for key, value in os.environ.items() if key not in {
+        "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "SECRET_KEY", "SIGHTLINE_NAMESPACE", "SIGHTLINE_TEST_RUN",
+        "CHANNEL_PREFIX", "CACHE_PREFIX", "CELERY_QUEUE"}}
     env.update(SIGHTLINE_VAR_DIR=str(tmp_path / "var"), PORT=str(_closed_port()), SIGHTLINE_APT="0", CI="true")
     env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
     process = subprocess.Popen(
@@ -184,5 +188,7 @@ def test_the_run_command_brings_up_a_portal_whose_demo_login_works(tmp_path):
     assert "smoke: logged in to the admin as owner" in output
     assert "smoke: recorded, transcoded and archived: Lobby camera, Yard camera" in output
     assert "everything answered" in output and "stopped" in output
+    namespace = (tmp_path / "var/namespace").read_text().strip()
+    assert f"Redis namespace: {namespace}" in output and namespace.startswith("sl-")
     assert sorted(path.name for path in (tmp_path / "var/demo").iterdir()) == ["lobby-camera.token", "yard-camera.token"]
     assert {path.name for path in (tmp_path / "var/log").glob("*.log")} >= {"beat.log", "web.log", "worker.log", "recorder.log"}
