@@ -147,6 +147,10 @@ class AuthFailures:
         await self.record(address)
         if blocked:
             return Close.AUTH_RATE_LIMITED, "too many failed authentications from your address"
+        if self.is_blocked(address):
+            log.warning("address %s is over the limit of %s failed authentications in %s s; its failures "
+                        "are refused with 4429 until the window ends", address, self.counts.allowed,
+                        int(self.counts.window_seconds))
         return code, reason
 
     async def flush(self) -> None:

@@ -104,7 +104,10 @@ class DeviceConsumer(SightlineSocket):
                 # Only failures count and only failures are refused: a valid token from an
                 # address over the limit (one NAT, many cameras) is still accepted above.
                 code, reason = await auth.auth_failures().refusal(address, code, reason)
-            log.warning(
+            # Beyond the limit a flood would write a line per attempt: the address going
+            # over the limit was logged once (AuthFailures.refusal).
+            log.log(
+                logging.DEBUG if code == Close.AUTH_RATE_LIMITED else logging.WARNING,
                 "device socket refused: %s (address %s, token %s)", reason, address, token_hint,
             )
             metrics.AUTH_FAILURES.labels(self._endpoint_name(), reason).inc()
