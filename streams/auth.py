@@ -133,9 +133,6 @@ class AuthFailures:
     def is_blocked(self, address: str) -> bool:
         return self.counts.blocked(address)
 
-    async def blocked(self, address: str) -> bool:
-        return self.is_blocked(address)
-
     async def record(self, address: str) -> None:
         self.counts.record(address)
         if self._flusher is None or self._flusher.done():

@@ -102,7 +102,7 @@ class Camera:
 
     def __init__(self, port: int, token: str):
         self.port, self.token = port, token
-        self.sent: list[float] = []
+        self.sent: list[tuple[int, float]] = []  # (sequence, when)
         self.disconnects = 0
         self.ws = None
         self._tasks: list[asyncio.Task] = []
@@ -128,7 +128,7 @@ class Camera:
                 await asyncio.sleep(max(0.0, started + seq / NOMINAL_FPS - time.monotonic()))
                 ts = time.time_ns() // 1000
                 await self.ws.send(protocol.encode_frame(protocol.KIND_JPEG, JPEG, seq, ts, True)[0])
-                self.sent.append(time.monotonic())
+                self.sent.append((seq, time.monotonic()))
         except websockets.ConnectionClosed:
             self.disconnects += 1
 
@@ -152,6 +152,7 @@ class Viewer:
     def __init__(self, port: int, device_id, sessionid: str):
         self.port, self.device_id, self.sessionid = port, device_id, sessionid
         self.frames: list[float] = []
+        self.seqs: set[int] = set()
         self.closed_with = None
 
     async def start(self) -> None:
@@ -167,6 +168,7 @@ class Viewer:
             async for message in self.ws:
                 if isinstance(message, bytes):
                     self.frames.append(time.monotonic())
+                    self.seqs.add(protocol.parse_header(message, 1 << 24).seq)
         except websockets.ConnectionClosed:
             pass
         self.closed_with = self.ws.close_code
@@ -199,19 +201,25 @@ async def test_a_flood_of_unauthenticated_upgrades_neither_answers_500_nor_distu
     baseline_start = time.monotonic()
     await asyncio.sleep(2)
     flood_start = time.monotonic()
+    # Bursts of 200 every second: the scenario measured in the issue (787 x HTTP 500 in 10 s).
     result = await flood(web_server.port, "--concurrent", "500", "--burst", "200", "--burst-seconds", "10",
-                         "--interval", "0.5")
+                         "--interval", "1.0")
     flood_end = time.monotonic()
+    await asyncio.sleep(1.5)  # frames of the flood's last moments still on their way
+    duration = flood_end - flood_start
+    during = [seq for seq, at in camera.sent if flood_start <= at < flood_end]
+    # Viewer fps during the flood: frames captured during it that the viewer received
+    # (late or not), per second. Arrivals inside the window are printed too.
+    flood_fps = sum(1 for seq in during if seq in viewer.seqs) / duration
+    arrival_fps = viewer.fps_between(flood_start, flood_end)
     baseline_fps = viewer.fps_between(baseline_start, flood_start)
-    flood_fps = viewer.fps_between(flood_start, flood_end)
-    sent_fps = sum(1 for at in camera.sent if flood_start <= at < flood_end) / (flood_end - flood_start)
     statuses = result["statuses"]
     print(
         f"\nFLOOD: {result['upgrades']} token-less upgrades (500 at once, then {result['bursts']} bursts of 200 "
         f"in 10 s; first 500 answered in {result['first_seconds']} s); HTTP statuses {statuses}\n"
         f"FLOOD: viewer fps {flood_fps:.2f} during the flood vs nominal {NOMINAL_FPS} "
-        f"(baseline {baseline_fps:.2f}, camera sent {sent_fps:.2f}); camera disconnects {camera.disconnects}; "
-        f"HTTP 500: {statuses.get('500', 0)}"
+        f"(frames arriving in the window {arrival_fps:.2f}/s, baseline {baseline_fps:.2f}, camera sent "
+        f"{len(during) / duration:.2f}); camera disconnects {camera.disconnects}; HTTP 500: {statuses.get('500', 0)}"
     )
     assert statuses.get("500", 0) == 0
     assert statuses.get("101", 0) >= 500, statuses  # the server answered the flood (with documented refusals)
