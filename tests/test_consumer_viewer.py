@@ -381,3 +381,14 @@ async def test_repeated_anonymous_attempts_from_one_address_are_rate_limited_wit
     from streams import groups
 
     await broadcast.redis_client().delete(groups.auth_failures_key(address))
+
+
+async def test_a_database_error_while_checking_a_session_closes_with_1013_not_http_500(monkeypatch, sessions, acme_camera):
+    from streams import auth
+
+    async def broken(scope):
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(auth, "user_from_scope", broken)
+    await expect_close(await open_viewer(acme_camera, sessions["viewer"]), Close.TRY_AGAIN_LATER)
+    assert auth.handshake_gate().in_progress == 0

@@ -98,7 +98,9 @@ class DeviceConsumer(SightlineSocket):
                 device, code, reason, token_hint = await self._authenticate()
             except Exception:  # database or Redis unavailable: a documented close, never HTTP 500
                 log.warning("could not check a device socket's credentials (address %s)", address, exc_info=True)
-                return await self.refuse(Close.TRY_AGAIN_LATER, "the server could not check your credentials; try again later")
+                device, code, reason = None, Close.TRY_AGAIN_LATER, "the server could not check your credentials; try again later"
+                token_hint = "<unchecked>"
+        # The place is given back before refusing: a refusal waits for the client's close.
         if device is None:
             if code in _COUNTED:
                 # Only failures count and only failures are refused: a valid token from an

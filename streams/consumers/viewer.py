@@ -64,8 +64,10 @@ async def browser_user_or_refusal(socket: SightlineSocket):
             user = await auth.user_from_scope(socket.scope)
         except Exception:  # database unavailable: a documented close, never HTTP 500
             log.warning("could not check a %s socket's session (address %s)", socket.endpoint, address, exc_info=True)
-            await socket.refuse(Close.TRY_AGAIN_LATER, "the server could not check your session; try again later")
-            return None
+            user = None
+    if user is None:  # refused after giving the place back: a refusal waits for the client's close
+        await socket.refuse(Close.TRY_AGAIN_LATER, "the server could not check your session; try again later")
+        return None
     failures = auth.auth_failures()
     if not user.is_authenticated:
         metrics.AUTH_FAILURES.labels(socket.endpoint, "no_session").inc()
