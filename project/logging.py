@@ -14,6 +14,19 @@ _SHARED = [
 ]
 
 
+class DropPerConnectionLines:
+    """Drops uvicorn's INFO lines for every WebSocket opened and closed ("connection open",
+    '"WebSocket /ws/device/" [accepted]', "connection closed"): a flood of refused
+    handshakes would otherwise write three lines per attempt. Sightline logs its own
+    refusals (once per address over the limit) and device connections."""
+
+    def filter(self, record) -> bool:
+        if record.levelno != 20:  # INFO
+            return True
+        message = record.msg if isinstance(record.msg, str) else ""
+        return not (message in ("connection open", "connection closed") or message.endswith("[accepted]"))
+
+
 def build_logging_config(fmt: str, level: str) -> dict:
     renderer = (
         structlog.processors.JSONRenderer()
@@ -40,6 +53,7 @@ def build_logging_config(fmt: str, level: str) -> dict:
                 "foreign_pre_chain": _SHARED,
             }
         },
+        "filters": {"per_connection": {"()": DropPerConnectionLines}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
@@ -48,7 +62,7 @@ def build_logging_config(fmt: str, level: str) -> dict:
             # uvicorn installs its own plain-text handlers before it imports the
             # application; these replace them so its lines are structured too.
             "uvicorn": {"handlers": ["console"], "level": "INFO", "propagate": False},
-            "uvicorn.error": {"handlers": [], "level": "INFO", "propagate": True},
+            "uvicorn.error": {"handlers": [], "level": "INFO", "propagate": True, "filters": ["per_connection"]},
             "uvicorn.access": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         },
     }

@@ -246,6 +246,13 @@ SIGHTLINE = {
     "HEARTBEAT_SECONDS": env_int("HEARTBEAT_SECONDS", 10, minimum=1),
     "DEAD_AFTER_SECONDS": env_int("DEAD_AFTER_SECONDS", 30, minimum=2),
     "COMMAND_TIMEOUT_SECONDS": env_int("COMMAND_TIMEOUT_SECONDS", 5, minimum=1),
+    # Handshakes being authenticated at once per process (streams/admission.py); beyond: close 1013.
+    "HANDSHAKES_PER_ADDRESS": env_int("HANDSHAKES_PER_ADDRESS", 16, minimum=1),
+    "HANDSHAKES_IN_PROGRESS": env_int("HANDSHAKES_IN_PROGRESS", 64, minimum=1),
+    # The live path's Redis connections per process: callers wait up to the timeout
+    # for a free one instead of failing (streams/broadcast.py).
+    "REDIS_POOL_SIZE": env_int("REDIS_POOL_SIZE", 100, minimum=2),
+    "REDIS_POOL_TIMEOUT_SECONDS": env_int("REDIS_POOL_TIMEOUT_SECONDS", 10, minimum=1),
     "SEGMENT_SECONDS": env_int("SEGMENT_SECONDS", 10, minimum=1),
     # How long a clip export waits for segments of its range still being recorded or transcoded.
     "EXPORT_WAIT_SECONDS": env_int("EXPORT_WAIT_SECONDS", 120, minimum=0),

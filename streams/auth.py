@@ -6,6 +6,9 @@ never from the URL. Log tokens only through tokens.redact().
 """
 from __future__ import annotations
 
+import asyncio
+import logging
+import weakref
 from http.cookies import CookieError, SimpleCookie
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -14,7 +17,10 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from streams import groups, limits
+from streams import admission, groups, limits
+from streams.protocol import Close
+
+log = logging.getLogger(__name__)
 
 SUBPROTOCOL = "sightline.v1"
 TOKEN_SUBPROTOCOL_PREFIX = "sightline.token."
@@ -105,21 +111,118 @@ async def user_from_scope(scope):
 
 
 class AuthFailures:
-    """Failed authentications per client address, in Redis so every process counts together."""
+    """Failed authentications per client address: counted in this process at once, shared
+    with every process through Redis in batches (one pipeline per FLUSH_SECONDS at most).
 
-    def __init__(self, client, allowed: int | None = None, window: int | None = None):
-        self.client = client
-        self.allowed = allowed if allowed is not None else limits.AUTH_FAILURES_ALLOWED
-        self.window = window if window is not None else limits.AUTH_FAILURE_WINDOW_SECONDS
+    Nothing here waits for Redis before or during a handshake: `blocked` and `record`
+    only touch the process-local FailureCounts; a background task adds the new
+    failures to the shared counts and brings those counts back. So a flood of
+    failed handshakes costs Redis one round trip per interval, however large.
+    """
 
-    async def blocked(self, address: str) -> bool:
-        count = await self.client.get(groups.auth_failures_key(address))
-        return count is not None and int(count) >= self.allowed
+    FLUSH_SECONDS = 0.5
 
-    async def record(self, address: str) -> int:
-        key = groups.auth_failures_key(address)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, self.window, nx=True)
-            count, _ = await pipe.execute()
-        return int(count)
+    def __init__(self, client_factory, allowed: int | None = None, window: int | None = None):
+        self.client_factory = client_factory
+        self.counts = admission.FailureCounts(
+            allowed if allowed is not None else limits.AUTH_FAILURES_ALLOWED,
+            window if window is not None else limits.AUTH_FAILURE_WINDOW_SECONDS,
+        )
+        self._flusher: asyncio.Task | None = None
+
+    def is_blocked(self, address: str) -> bool:
+        return self.counts.blocked(address)
+
+    async def record(self, address: str) -> None:
+        self.counts.record(address)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_while_needed(), name="sightline-auth-failures")
+
+    async def refusal(self, address: str, code: int, reason: str) -> tuple[int, str]:
+        """Record a failed authentication; the code to refuse it with (4429 once over the limit)."""
+        blocked = self.is_blocked(address)
+        await self.record(address)
+        if blocked:
+            return Close.AUTH_RATE_LIMITED, "too many failed authentications from your address"
+        if self.is_blocked(address):
+            log.warning("address %s is over the limit of %s failed authentications in %s s; its failures "
+                        "are refused with 4429 until the window ends", address, self.counts.allowed,
+                        int(self.counts.window_seconds))
+        return code, reason
+
+    async def flush(self) -> None:
+        """Add this process's new failures to the shared counts and learn the shared counts."""
+        unsent = self.counts.take_unsent()
+        if not unsent:
+            return
+        window = int(self.counts.window_seconds)
+        async with self.client_factory().pipeline(transaction=False) as pipe:
+            for address, count in unsent.items():
+                key = groups.auth_failures_key(address)
+                pipe.incrby(key, count)
+                pipe.expire(key, window, nx=True)
+                pipe.ttl(key)
+            results = await pipe.execute()
+        for index, address in enumerate(unsent):
+            shared, _expire, ttl = results[3 * index: 3 * index + 3]
+            self.counts.merge(address, int(shared), ttl if ttl and ttl > 0 else None)
+
+    async def _flush_while_needed(self) -> None:
+        while True:
+            await asyncio.sleep(self.FLUSH_SECONDS)
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis down: the local counts still limit this process
+                log.warning("could not share auth failure counts", exc_info=True)
+            if not self.counts.has_unsent():
+                return
+
+    async def aclose(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            try:
+                await self._flusher
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._flusher = None
+
+
+# Per event loop (tests run one loop per test): the failure view and the handshake gate.
+_failures: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AuthFailures]" = weakref.WeakKeyDictionary()
+_gates: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, admission.HandshakeGate]" = weakref.WeakKeyDictionary()
+
+
+def auth_failures() -> AuthFailures:
+    """This process's failure counts (the limit is read again each time, for tests that lower it)."""
+    from streams.broadcast import redis_client
+
+    loop = asyncio.get_running_loop()
+    failures = _failures.get(loop)
+    if failures is None:
+        failures = _failures[loop] = AuthFailures(redis_client)
+    failures.counts.allowed = limits.AUTH_FAILURES_ALLOWED
+    failures.counts.window_seconds = limits.AUTH_FAILURE_WINDOW_SECONDS
+    return failures
+
+
+def handshake_gate() -> admission.HandshakeGate:
+    """This process's cap on handshakes being authenticated (settings read each time)."""
+    conf = settings.SIGHTLINE
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = admission.HandshakeGate(0, 0)
+    gate.per_address = conf.get("HANDSHAKES_PER_ADDRESS", limits.HANDSHAKES_PER_ADDRESS)
+    gate.total = conf.get("HANDSHAKES_IN_PROGRESS", limits.HANDSHAKES_IN_PROGRESS)
+    return gate
+
+
+async def aclose_loop_state() -> None:
+    """Forget the running loop's failure counts and gate (tests, shutdown)."""
+    loop = asyncio.get_running_loop()
+    _gates.pop(loop, None)
+    failures = _failures.pop(loop, None)
+    if failures is not None:
+        await failures.aclose()

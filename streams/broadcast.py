@@ -51,6 +51,12 @@ _hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Hub]" = weakref.Wea
 def redis_client() -> aioredis.Redis:
     """The process's asyncio Redis client for the running loop.
 
+    A blocking pool of REDIS_POOL_SIZE connections: when all are busy a caller
+    waits (up to REDIS_POOL_TIMEOUT_SECONDS) for one to come back instead of
+    failing at once with MaxConnectionsError, which once turned a burst of
+    handshakes into HTTP 500s and dropped streaming cameras. (Handshakes no
+    longer use Redis before authentication at all: streams/admission.py.)
+
     socket_timeout=None: a blocking pub/sub read must not time out between
     frames (django/channels_redis#422); RESP2 costs about half the CPU of RESP3
     for pub/sub messages.
@@ -58,9 +64,16 @@ def redis_client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5, protocol=2
+        conf = settings.SIGHTLINE
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=conf.get("REDIS_POOL_SIZE", 100),
+            timeout=conf.get("REDIS_POOL_TIMEOUT_SECONDS", 10),
+            socket_timeout=None,
+            socket_connect_timeout=5,
+            protocol=2,
         )
+        client = aioredis.Redis.from_pool(pool)  # closing the client closes its pool
         _clients[loop] = client
     return client
 

@@ -26,6 +26,11 @@ MAX_DEVICE_TEXT_PER_SECOND = 20
 # Failed authentications per client address per window before 4429.
 AUTH_FAILURES_ALLOWED = 20
 AUTH_FAILURE_WINDOW_SECONDS = 60
+# Handshakes being authenticated at once in one process, per client address and
+# in total (settings HANDSHAKES_PER_ADDRESS / HANDSHAKES_IN_PROGRESS); beyond,
+# close 1013 at once. Authentication needs the database: this bounds its queue.
+HANDSHAKES_PER_ADDRESS = 16
+HANDSHAKES_IN_PROGRESS = 64
 # Commands a single viewer may have waiting for an ack at once.
 MAX_PENDING_COMMANDS = 8
 

@@ -45,6 +45,7 @@ class Close:
 
     NORMAL = 1000
     GOING_AWAY = 1001  # server shutting down: reconnect with backoff
+    TRY_AGAIN_LATER = 1013  # too many handshakes in progress, or Redis/database unavailable at connect
     BAD_TOKEN = 4001  # missing, malformed or unknown token
     TOKEN_REVOKED = 4002
     DEVICE_DISABLED = 4003

@@ -137,12 +137,14 @@ async def wait_for(predicate, timeout: float = 5, interval: float = 0.02):
 
 
 async def fresh_live_state() -> None:
-    """Forget per-process live state between tests: the hub and Redis client of this loop, and the
+    """Forget per-process live state between tests: the hub, Redis client, auth-failure counts and
+    handshake gate of this loop, and the
     channel layer instance (its receive lock belongs to one event loop; a test that fails with
     sockets still open must not break the next one)."""
     from channels.layers import channel_layers
 
-    from streams import broadcast
+    from streams import auth, broadcast
 
+    await auth.aclose_loop_state()
     await broadcast.aclose_loop_resources()
     channel_layers.backends.clear()

@@ -1,4 +1,5 @@
 """The device socket (/ws/device/): authentication, hello/welcome, every refusal and its close code."""
+import asyncio
 import logging
 import time
 
@@ -84,14 +85,102 @@ async def test_auth_failures_from_one_address_are_rate_limited_with_4429_and_log
     caplog.set_level(logging.WARNING)
     for _ in range(3):
         await refused(device_socket(wrong, address="192.0.2.77"), Close.BAD_TOKEN)
-    # Now even the right token from that address is refused before it is checked.
-    await refused(device_socket(token, address="192.0.2.77"), Close.AUTH_RATE_LIMITED)
-    # Another address is unaffected.
-    device, _ = await connect_device(token, address="192.0.2.78")
-    await device.disconnect()
+    # Over the limit, failures are refused with 4429, whatever their kind ...
+    await refused(device_socket(wrong, address="192.0.2.77"), Close.AUTH_RATE_LIMITED)
+    await refused(device_socket(None, address="192.0.2.77"), Close.AUTH_RATE_LIMITED)
+    # ... and another address is unaffected.
+    await refused(device_socket(wrong, address="192.0.2.78"), Close.BAD_TOKEN)
     assert "sl_ABCDEFGH_…" in caplog.text
     assert wrong not in caplog.text and token not in caplog.text
-    await broadcast.redis_client().delete(groups.auth_failures_key("192.0.2.77"))
+    await broadcast.redis_client().delete(groups.auth_failures_key("192.0.2.77"), groups.auth_failures_key("192.0.2.78"))
+
+
+async def test_a_valid_token_from_an_address_with_many_failures_is_accepted_while_an_invalid_one_gets_4429(
+    monkeypatch, token
+):
+    """Many cameras share one NAT address: a guesser behind it must not lock them out."""
+    monkeypatch.setattr(limits, "AUTH_FAILURES_ALLOWED", 5)
+    address = "192.0.2.90"
+    for attempt in range(30):
+        expected = Close.BAD_TOKEN if attempt < 5 else Close.AUTH_RATE_LIMITED
+        await refused(device_socket(None, address=address), expected)
+    device, welcome = await connect_device(token, address=address)
+    assert welcome["type"] == "welcome"
+    await refused(device_socket("sl_ABCDEFGH_" + "z" * 43, address=address), Close.AUTH_RATE_LIMITED)
+    await device.disconnect()
+    await broadcast.redis_client().delete(groups.auth_failures_key(address))
+
+
+async def test_failures_are_shared_through_redis_in_batches_and_other_processes_counts_are_learned(monkeypatch):
+    from streams import auth
+
+    monkeypatch.setattr(limits, "AUTH_FAILURES_ALLOWED", 10)
+    address = "192.0.2.91"
+    key = groups.auth_failures_key(address)
+    client = broadcast.redis_client()
+    await client.set(key, 9, ex=60)  # nine failures counted by other server processes
+    await refused(device_socket(None, address=address), Close.BAD_TOKEN)  # this process has seen one
+    await wait_for(lambda: auth.auth_failures().is_blocked(address), timeout=3)
+    assert int(await client.get(key)) == 10
+    await refused(device_socket(None, address=address), Close.AUTH_RATE_LIMITED)
+    await client.delete(key)
+
+
+async def test_a_refusal_before_authentication_never_touches_redis(monkeypatch):
+    """A flood of token-less upgrades once took every Redis connection (and the live cameras with it)."""
+    def no_redis():
+        raise AssertionError("Redis used during a handshake")
+
+    monkeypatch.setattr(broadcast, "redis_client", no_redis)
+    from streams import auth
+
+    monkeypatch.setattr(auth.AuthFailures, "FLUSH_SECONDS", 3600)  # the batch goes later, off the handshake
+    for presented in (None, "nope", "sl_ABCDEFGH_" + "x" * 43):
+        await refused(device_socket(presented, address="192.0.2.92"), Close.BAD_TOKEN)
+
+
+async def test_handshakes_beyond_the_per_address_cap_are_refused_with_1013_without_waiting(settings, monkeypatch, token):
+    import threading
+
+    from streams.consumers import device as device_module
+
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "HANDSHAKES_PER_ADDRESS": 1}
+    release = threading.Event()
+    real = device_module.authenticate_token
+
+    def slow_authenticate(presented):
+        release.wait(5)
+        return real(presented)
+
+    monkeypatch.setattr(device_module, "authenticate_token", slow_authenticate)
+    first = device_socket(token, address="192.0.2.93")
+    pending = asyncio.ensure_future(first.connect())
+    await wait_for(lambda: auth_gate_in_progress() == 1)
+    await refused(device_socket(token, address="192.0.2.93"), Close.TRY_AGAIN_LATER)
+    release.set()
+    connected, _ = await pending
+    assert connected
+    await first.send_json_to(HELLO)
+    assert (await receive_json_of_type(first, "welcome"))["type"] == "welcome"
+    await first.disconnect()
+    assert auth_gate_in_progress() == 0
+
+
+def auth_gate_in_progress() -> int:
+    from streams import auth
+
+    return auth.handshake_gate().in_progress
+
+
+async def test_a_database_error_while_checking_a_token_closes_with_1013_not_http_500(monkeypatch, token):
+    from streams.consumers import device as device_module
+
+    def broken(presented):
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(device_module, "authenticate_token", broken)
+    await refused(device_socket(token), Close.TRY_AGAIN_LATER)
+    assert auth_gate_in_progress() == 0
 
 
 # -- hello and messages -------------------------------------------------------------

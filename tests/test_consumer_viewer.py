@@ -364,7 +364,7 @@ async def test_a_viewer_that_never_answers_pings_is_closed_with_4011(fast_heartb
     await expect_close(viewer, Close.HEARTBEAT_TIMEOUT, timeout=3)
 
 
-async def test_repeated_anonymous_attempts_from_one_address_are_rate_limited_with_4429(
+async def test_repeated_anonymous_attempts_from_one_address_are_rate_limited_with_4429_but_a_session_is_not(
     monkeypatch, sessions, acme_camera
 ):
     from streams import limits
@@ -373,7 +373,22 @@ async def test_repeated_anonymous_attempts_from_one_address_are_rate_limited_wit
     address = "198.51.100.23"
     for _ in range(2):
         await expect_close(await open_viewer(acme_camera, None, address=address), Close.NOT_AUTHENTICATED)
-    await expect_close(await open_viewer(acme_camera, sessions["owner"], address=address), Close.AUTH_RATE_LIMITED)
+    await expect_close(await open_viewer(acme_camera, None, address=address), Close.AUTH_RATE_LIMITED)
+    # Only failures are refused: a logged-in viewer behind the same address still watches.
+    viewer = await open_viewer(acme_camera, sessions["owner"], address=address)
+    assert (await receive_json_of_type(viewer, "welcome"))["role"] == "owner"
+    await viewer.disconnect()
     from streams import groups
 
     await broadcast.redis_client().delete(groups.auth_failures_key(address))
+
+
+async def test_a_database_error_while_checking_a_session_closes_with_1013_not_http_500(monkeypatch, sessions, acme_camera):
+    from streams import auth
+
+    async def broken(scope):
+        raise RuntimeError("database is down")
+
+    monkeypatch.setattr(auth, "user_from_scope", broken)
+    await expect_close(await open_viewer(acme_camera, sessions["viewer"]), Close.TRY_AGAIN_LATER)
+    assert auth.handshake_gate().in_progress == 0

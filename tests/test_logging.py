@@ -53,3 +53,19 @@ def test_console_format_is_for_people():
     lines = _emit("console")
     assert any("device_connected" in line and "device_id=d-1" in line for line in lines)
     assert not lines[0].startswith("{")
+
+
+def test_uvicorn_lines_for_every_websocket_opened_and_closed_are_dropped_but_its_other_lines_kept():
+    import logging
+
+    from project.logging import DropPerConnectionLines
+
+    def record(level, msg, *args):
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, args, None)
+
+    keep = DropPerConnectionLines().filter
+    assert not keep(record(logging.INFO, "connection open"))
+    assert not keep(record(logging.INFO, "connection closed"))
+    assert not keep(record(logging.INFO, '%s - "WebSocket %s" [accepted]', "127.0.0.1:5", "/ws/device/"))
+    assert keep(record(logging.INFO, "Started server process [%d]", 42))
+    assert keep(record(logging.WARNING, "connection closed"))

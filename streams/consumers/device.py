@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
 from recordings import alerts, sessions
-from streams import auth, control, metrics, presence
+from streams import auth, control, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.base import SightlineSocket
 from streams.groups import device_group, org_group, prefix
@@ -111,26 +111,40 @@ class DeviceConsumer(SightlineSocket):
         self._counted = False
 
         address = auth.client_address(self.scope)
-        failures = auth.AuthFailures(redis_client())
-        if await failures.blocked(address):
-            log.warning("device auth rate-limited", extra={"address": address})
-            metrics.AUTH_FAILURES.labels(self._endpoint_name(), "rate_limited").inc()
-            return await self.refuse(Close.AUTH_RATE_LIMITED, "too many failed authentications from your address")
-        device_id = self.scope["url_route"]["kwargs"].get("device_id")
-        if device_id is None:
-            device, code, reason, token_hint = await self._authenticate_token()
-        else:
-            device, code, reason, token_hint = await self._authenticate_publisher(device_id)
+        # Nothing shared (Redis, the database thread) is used before the gate admits
+        # the handshake; refusals for failed credentials never wait for Redis.
+        with auth.handshake_gate().admit(address) as admitted:
+            if not admitted:
+                metrics.AUTH_FAILURES.labels(self._endpoint_name(), "overloaded").inc()
+                return await self.refuse(Close.TRY_AGAIN_LATER, "too many connection attempts in progress; try again later")
+            try:
+                device, code, reason, token_hint = await self._authenticate()
+            except Exception:  # database or Redis unavailable: a documented close, never HTTP 500
+                log.warning("could not check a device socket's credentials (address %s)", address, exc_info=True)
+                device, code, reason = None, Close.TRY_AGAIN_LATER, "the server could not check your credentials; try again later"
+                token_hint = "<unchecked>"
+        # The place is given back before refusing: a refusal waits for the client's close.
         if device is None:
             if code in _COUNTED:
-                await failures.record(address)
-            log.warning(
+                # Only failures count and only failures are refused: a valid token from an
+                # address over the limit (one NAT, many cameras) is still accepted above.
+                code, reason = await auth.auth_failures().refusal(address, code, reason)
+            # Beyond the limit a flood would write a line per attempt: the address going
+            # over the limit was logged once (AuthFailures.refusal).
+            log.log(
+                logging.DEBUG if code == Close.AUTH_RATE_LIMITED else logging.WARNING,
                 "device socket refused: %s (address %s, token %s)", reason, address, token_hint,
             )
             metrics.AUTH_FAILURES.labels(self._endpoint_name(), reason).inc()
             return await self.refuse(code, reason)
         self.device = device
         await self.accept_socket()
+
+    async def _authenticate(self):
+        device_id = self.scope["url_route"]["kwargs"].get("device_id")
+        if device_id is None:
+            return await self._authenticate_token()
+        return await self._authenticate_publisher(device_id)
 
     def _endpoint_name(self) -> str:
         return "publish" if self.scope["url_route"]["kwargs"].get("device_id") else "device"
@@ -139,6 +153,8 @@ class DeviceConsumer(SightlineSocket):
         token = auth.token_from_scope(self.scope)
         if not token:
             return None, Close.BAD_TOKEN, "missing token", "<none>"
+        if not tokens.TOKEN_RE.match(token):  # the format is public: refuse without the database
+            return None, Close.BAD_TOKEN, "malformed token", "<malformed>"
         result, row = await database_sync_to_async(authenticate_token)(token)
         if result != AuthResult.OK:
             code, reason = _AUTH_CODES[result]

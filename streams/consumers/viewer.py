@@ -43,23 +43,35 @@ def _may_control(user, device_id) -> bool:
 
 
 async def browser_user_or_refusal(socket: SightlineSocket):
-    """Shared checks of browser sockets: address limit, Origin, session. Returns (user, address) or None."""
+    """Shared checks of browser sockets: Origin, session, the address's failure limit.
+
+    Returns (user, failures, address), or None after refusing. Nothing shared is
+    used before the handshake gate admits the socket, and a valid session is
+    accepted even from an address over the failure limit (4429 refuses failures only).
+    """
     address = auth.client_address(socket.scope)
-    failures = auth.AuthFailures(redis_client())
-    if await failures.blocked(address):
-        metrics.AUTH_FAILURES.labels(socket.endpoint, "rate_limited").inc()
-        await socket.refuse(Close.AUTH_RATE_LIMITED, "too many failed authentications from your address")
-        return None
     if not auth.origin_allowed_for_scope(socket.scope):
         metrics.AUTH_FAILURES.labels(socket.endpoint, "origin").inc()
         log.warning("%s socket refused: origin %r not allowed", socket.endpoint, auth.header(socket.scope, b"origin"))
         await socket.refuse(Close.FORBIDDEN, "origin not allowed")
         return None
-    user = await auth.user_from_scope(socket.scope)
+    with auth.handshake_gate().admit(address) as admitted:
+        if not admitted:
+            metrics.AUTH_FAILURES.labels(socket.endpoint, "overloaded").inc()
+            await socket.refuse(Close.TRY_AGAIN_LATER, "too many connection attempts in progress; try again later")
+            return None
+        try:
+            user = await auth.user_from_scope(socket.scope)
+        except Exception:  # database unavailable: a documented close, never HTTP 500
+            log.warning("could not check a %s socket's session (address %s)", socket.endpoint, address, exc_info=True)
+            user = None
+    if user is None:  # refused after giving the place back: a refusal waits for the client's close
+        await socket.refuse(Close.TRY_AGAIN_LATER, "the server could not check your session; try again later")
+        return None
+    failures = auth.auth_failures()
     if not user.is_authenticated:
-        await failures.record(address)
         metrics.AUTH_FAILURES.labels(socket.endpoint, "no_session").inc()
-        await socket.refuse(Close.NOT_AUTHENTICATED, "log in first")
+        await socket.refuse(*await failures.refusal(address, Close.NOT_AUTHENTICATED, "log in first"))
         return None
     return user, failures, address
 
@@ -83,9 +95,11 @@ class ViewerConsumer(SightlineSocket):
         try:
             device, role, can_control = await database_sync_to_async(_viewer_context)(self.user, device_id)
         except NotFound:
-            await failures.record(address)
             metrics.AUTH_FAILURES.labels(self.endpoint, "not_found").inc()
-            return await self.refuse(Close.NOT_FOUND, "no such device")
+            return await self.refuse(*await failures.refusal(address, Close.NOT_FOUND, "no such device"))
+        except Exception:  # database unavailable: a documented close, never HTTP 500
+            log.warning("could not look up device %.64s for a viewer", device_id, exc_info=True)
+            return await self.refuse(Close.TRY_AGAIN_LATER, "the server could not look up this device; try again later")
         self.device, self.role, self.can_control = device, role, can_control
         await self.accept_socket()
         live = await presence.snapshot(redis_client(), [device.pk])
