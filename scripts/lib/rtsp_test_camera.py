@@ -14,8 +14,8 @@ arguments (``ps`` shows arguments to everyone): RTSP_TEST_USER, RTSP_TEST_PASSWO
 
 Video is H.264: a moving test pattern encoded by x264 with low-CPU settings
 (ultrafast, zerolatency, one keyframe a second, SPS/PPS before each keyframe),
-or ``--file``: an MP4 holding H.264, sent as it is stored (no re-encode, looped),
-so a benchmark's camera costs almost nothing. All clients share one pipeline, so
+or ``--file``: an MP4 holding H.264, sent as it is stored (no re-encode; played once,
+at its own rate, so make it longer than the run), so a benchmark's camera costs little. All clients share one pipeline, so
 two clients receive the same access units. Prints ``READY rtsp://127.0.0.1:PORT/PATH``
 on stdout once it listens; SIGTERM or SIGINT stops it. Restarting it on the same
 port is how tests simulate a camera that drops and comes back.
@@ -48,8 +48,8 @@ AUDIO = {
 def launch_line(args) -> str:
     width, height = (int(v) for v in args.size.split("x"))
     if args.file:
-        # The stored access units, paced by the clock (identity sync=true), looped by the
-        # factory's EOS handling below; config-interval=-1: SPS/PPS before each keyframe.
+        # The stored access units, paced by the clock (identity sync=true), played once;
+        # config-interval=-1: SPS/PPS before each keyframe.
         video = (f"filesrc location={args.file} ! qtdemux name=demux demux.video_0 ! queue "
                  "! h264parse ! identity sync=true ! rtph264pay name=pay0 pt=96 config-interval=-1")
     else:
@@ -71,7 +71,7 @@ def main() -> int:
     parser.add_argument("--audio", choices=["alaw", "mulaw", "aac", "none"], default="alaw")
     parser.add_argument("--auth", choices=["digest", "basic"], default="digest",
                         help="RTSP authentication asked of clients when credentials are set (default digest)")
-    parser.add_argument("--file", help="an MP4 with H.264 video, served as stored and looped")
+    parser.add_argument("--file", help="an MP4 with H.264 video, served as stored (played once)")
     args = parser.parse_args()
 
     Gst.init(None)
