@@ -1,6 +1,7 @@
 """The RTSP source's pure parts: URL redaction, H.264 access units, retry delays, capture
 times, the bridge's config file, and the relay loop with a fake camera (no sockets)."""
 import asyncio
+import io
 from pathlib import Path
 
 import av
@@ -31,6 +32,7 @@ from streams.agent.rtsp import (
     scrub,
 )
 from streams.agent.session import AgentConfig
+from streams.agent.status import Counters, StatusLine
 from streams.protocol import KIND_AUDIO, KIND_H264
 
 SPS = b"\x67\x42\xc0\x0c\xda"
@@ -232,3 +234,25 @@ def test_commands_to_a_relayed_camera_are_acked_as_unsupported_naming_the_settin
     ack = agent.handle_command({"type": "command", "id": "c1", "settings": {"fps": 5, "resolution": "640x360"}})
     assert ack["ok"] is False and ack["id"] == "c1"
     assert ack["error"].startswith("unsupported:") and "fps, resolution" in ack["error"]
+
+
+def test_a_camera_faster_than_the_servers_max_fps_is_reported_with_what_to_do():
+    camera = RtspCamera("rtsp://10.0.0.5/live")
+    camera.info = CameraInfo(1920, 1080, 30.0, None)
+    out = io.StringIO()
+    agent = PassthroughAgent(AgentConfig(url="ws://x/ws/device/", token="t"), camera,
+                             StatusLine(Counters(), stream=out))
+    agent._apply_welcome({"type": "welcome", "device_id": "d", "limits": {"max_fps": 15}})
+    assert "the camera sends 30 fps, above the server's max_fps=15" in out.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_stopping_while_the_camera_is_down_ends_the_session_at_once():
+    camera = RtspCamera("rtsp://10.0.0.5/live")
+    camera.opened = asyncio.Event()
+    agent = PassthroughAgent(AgentConfig(url="ws://x/ws/device/", token="t"), camera)
+    session = asyncio.create_task(agent._session())
+    await asyncio.sleep(0.05)
+    assert agent.counters.state == "camera down" and not session.done()
+    agent.stop()
+    assert await asyncio.wait_for(session, 1) == (None, False)

@@ -52,12 +52,27 @@ class PassthroughAgent(Agent):
     async def _session(self) -> tuple[int | None, bool]:
         if not self.camera.opened.is_set():
             self.counters.state = "camera down"
-            await self.camera.opened.wait()
+            waits = [asyncio.create_task(self.camera.opened.wait()), asyncio.create_task(self.done.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()
+            if self.done.is_set():
+                return None, False
         info = self.camera.info
         self.settings.width, self.settings.height = info.width, info.height
         if info.fps:
             self.settings.fps = max(1, round(info.fps))
         return await super()._session()
+
+    def _apply_welcome(self, welcome: dict) -> None:
+        super()._apply_welcome(welcome)
+        fps, limit = self.camera.info.fps, self.limits["max_fps"]
+        if fps and fps > limit:
+            # Frames cannot be dropped from an H.264 stream without breaking the pictures after them.
+            self.status.error(f"the camera sends {fps:g} fps, above the server's max_fps={limit}: the server "
+                              "will refuse the stream; lower the frame rate in the camera's settings")
 
     def _hello(self) -> dict:
         info = self.camera.info
