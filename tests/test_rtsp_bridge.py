@@ -20,9 +20,10 @@ import pytest
 from streams import protocol
 from streams.agent.annexb import split_annexb, without_parameter_sets
 from streams.models import Device
-from tests.integration.test_live_two_processes import next_json
+from tests.integration.test_live_two_processes import next_json, wait_for_port
+from tests.integration.test_recording_worker import stack  # noqa: F401 -- fixture
 from tests.rtsp_camera import TestCamera, rtsp_server_missing
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from tests.test_agent_integration import (  # noqa: F401 -- fixtures
     PYTHON,
     ROOT,
@@ -256,3 +257,62 @@ async def test_a_bridge_of_four_cameras_with_one_dead_streams_the_other_three_un
                 await next_frame(ws, protocol.KIND_H264, timeout=2)
     finally:
         hung.close()
+
+
+def _recorded(device_id):
+    from recordings.models import Segment
+
+    try:
+        return list(Segment.objects.filter(device_id=device_id).order_by("start"))
+    finally:
+        from django.db import connection
+
+        connection.close()
+
+
+@pytest.mark.asyncio
+async def test_the_relayed_camera_is_recorded_and_the_recording_decodes_to_the_frames_recorded(
+        stack, rows, cameras, tmp_path):
+    from recordings.models import SegmentState
+    from tests.integration.test_recording_worker import decoded_frames, stored_bytes
+    from tests.support import start_recorder
+
+    camera = cameras(audio="none")
+    device = rows["device"]
+    await asyncio.to_thread(Device.objects.filter(pk=device.pk).update, recording_policy="continuous",
+                            expected_media="h264")
+    env = {**stack.env, "ALLOWED_HOSTS": "localhost,127.0.0.1", "LOG_LEVEL": "WARNING", "SEGMENT_SECONDS": "3"}
+    port = free_port()
+    uvicorn = subprocess.Popen([str(ROOT / ".venv" / "bin" / "uvicorn"), "project.asgi:application", "--host",
+                                "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"],
+                               cwd=ROOT, env=env, stdout=open(tmp_path / "uvicorn.log", "wb"), stderr=subprocess.STDOUT)
+    recorder = None
+    try:
+        await asyncio.to_thread(wait_for_port, port, uvicorn)
+        recorder = await asyncio.to_thread(start_recorder, env, tmp_path / "recorder.log")
+        await asyncio.to_thread(stack.start_worker)
+        token_file = tmp_path / "door.token"
+        token_file.write_text(rows["token"])
+        agent = await asyncio.to_thread(
+            subprocess.run, [str(PYTHON), "-m", "streams.agent", "--url", f"ws://127.0.0.1:{port}/ws/device/",
+                             "--token-file", str(token_file), "--source", camera.url(), "--frames", "40", "--quiet"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=40)
+        assert agent.returncode == 0, agent.stderr
+
+        def archived():
+            segments = _recorded(device.pk)
+            return segments if segments and all(s.state == SegmentState.ARCHIVED for s in segments) else None
+
+        segments = await asyncio.to_thread(wait_until, archived, 40, "the recording to be archived")
+        recorded = sum(s.frames for s in segments)
+        sys.stderr.write(f"recorded {recorded} of 40 frames in {len(segments)} segment(s)\n")
+        assert 30 <= recorded <= 40  # the recorder starts on the first keyframe it sees
+        for segment in segments:
+            data = await asyncio.to_thread(stored_bytes, segment.storage_key)
+            assert decoded_frames(data) == segment.frames == segment.last_seq - segment.first_seq + 1
+    finally:
+        if recorder is not None:
+            recorder.terminate()
+            recorder.wait(15)
+        uvicorn.terminate()
+        uvicorn.wait(15)
