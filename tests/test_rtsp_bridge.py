@@ -46,10 +46,11 @@ PASSWORD = "pa:ss/w0rd-secret"
 def cameras(tmp_path):
     started = []
 
-    def start(**kwargs) -> TestCamera:
+    def start(running: bool = True, **kwargs) -> TestCamera:
         camera = TestCamera(free_port(), tmp_path, **kwargs)
-        camera.start()
         started.append(camera)
+        if running:
+            camera.start()
         return camera
 
     yield start
@@ -169,12 +170,16 @@ def payload_has_parameter_sets(payload: bytes) -> bool:
 
 
 @pytest.mark.asyncio
-async def test_a_camera_back_after_ten_seconds_is_relayed_again_within_five_and_the_device_was_offline(
+async def test_a_camera_down_at_start_then_back_after_ten_seconds_is_relayed_within_five_and_the_device_was_offline(
         server, rows, cameras, bridge):
-    camera = cameras()
+    camera = cameras(running=False)
     bridge([("door", camera.url(), rows["token"], {"read_timeout_seconds": 3, "retry_max_seconds": 2})])
     async with viewer(server, rows["device"].pk, rows["sessions"]["owner"]) as ws:
-        await next_json(ws, "welcome")
+        welcome = await next_json(ws, "welcome")
+        assert welcome["device"]["online"] is False
+        await asyncio.sleep(2)  # the bridge has found the camera down a few times
+        await asyncio.to_thread(camera.start)
+        assert (await next_json(ws, "presence", timeout=10))["online"] is True
         await video_frames(ws, 3)
         await asyncio.to_thread(camera.stop)
         offline = await next_json(ws, "presence", timeout=10)
