@@ -209,7 +209,9 @@ async def test_the_relay_starts_at_a_keyframe_sends_audio_after_it_and_ends_when
     camera.queue, camera.opened = asyncio.Queue(), asyncio.Event()
     camera.info = CameraInfo(320, 240, 10.0, {"codec": "pcm_s16le", "rate": 8000, "channels": 1})
     camera.generation = 1
+    camera.opened.set()
     agent = PassthroughAgent(AgentConfig(url="ws://x/ws/device/", token="t"), camera)
+    agent._hello_generation = 1
     for item in [Item("video", 1, SC + P_SLICE, False, 1), Item("audio", 1, b"\x00\x01" * 8, False, 2),
                  Item("video", 1, SC + SPS + SC + PPS + SC + IDR, True, 3), Item("audio", 1, b"\x00\x02" * 8, False, 4),
                  Item("video", 0, SC + P_SLICE, False, 5),  # of an older camera connection: dropped
@@ -256,3 +258,16 @@ async def test_stopping_while_the_camera_is_down_ends_the_session_at_once():
     assert agent.counters.state == "camera down" and not session.done()
     agent.stop()
     assert await asyncio.wait_for(session, 1) == (None, False)
+
+
+@pytest.mark.asyncio
+async def test_a_camera_lost_between_hello_and_relay_ends_the_session_instead_of_hanging():
+    camera = RtspCamera("rtsp://10.0.0.5/live")
+    camera.queue, camera.opened = asyncio.Queue(), asyncio.Event()
+    camera.generation = 1
+    camera.queue.put_nowait(Item("lost", 1, message="gone"))  # opened was cleared with it
+    agent = PassthroughAgent(AgentConfig(url="ws://x/ws/device/", token="t"), camera)
+    agent._hello_generation = 1
+    ws = FakeSocket()
+    await asyncio.wait_for(agent._video(ws), 1)
+    assert ws.sent == []

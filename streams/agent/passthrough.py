@@ -41,6 +41,7 @@ class PassthroughAgent(Agent):
         config.codec, config.audio, config.use_server_settings = "h264", False, False
         super().__init__(config, camera, _Relay(), status, **kwargs)
         self.camera = camera
+        self._hello_generation = 0  # the camera connection the current hello describes
 
     async def run(self) -> int:
         self.camera.start(asyncio.get_running_loop())
@@ -61,6 +62,7 @@ class PassthroughAgent(Agent):
             if self.done.is_set():
                 return None, False
         info = self.camera.info
+        self._hello_generation = self.camera.generation
         self.settings.width, self.settings.height = info.width, info.height
         if info.fps:
             self.settings.fps = max(1, round(info.fps))
@@ -83,9 +85,13 @@ class PassthroughAgent(Agent):
     async def _video(self, ws) -> None:
         """Relay the camera's items of the current camera connection until it drops."""
         queue = self.camera.queue
+        generation = self._hello_generation
         while not queue.empty():  # what piled up while we were away from the portal
             queue.get_nowait()
-        generation = self.camera.generation
+        if self.camera.generation != generation or not self.camera.opened.is_set():
+            # The camera dropped (and its "lost" was among the items just discarded) between
+            # the hello and now: the hello describes a stream that is gone.
+            return
         waiting_for_keyframe = True
         dropped = self.camera.dropped
         while not self.done.is_set():
