@@ -212,6 +212,13 @@ async def test_wrong_credentials_and_an_unknown_path_are_said_clearly_and_retrie
         assert len(lines) <= 3 and all(b - a >= 3 for a, b in zip(seconds, seconds[1:])), output
     assert "rtsp://***@127.0.0.1" in output
 
+    # An H.265 camera: refused once, with what to change in the camera.
+    hevc = cameras(audio="none", extra=("--codec", "h265"))
+    process, log_path = bridge([("hevc", hevc.url(), rows["token"])], "--duration", "4")
+    assert await asyncio.to_thread(process.wait, 20) == 0
+    refusals = [line for line in log_path.read_text().splitlines() if "[hevc]" in line and "H.265" in line]
+    assert len(refusals) == 1 and "set this stream to H.264" in refusals[0]
+
     # The single-camera agent says the same, once in its first 5 s (it retries refusals after 30..45 s).
     token_file = tmp_path / "agent.token"
     token_file.write_text(rows["token"])

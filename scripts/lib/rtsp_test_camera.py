@@ -52,6 +52,10 @@ def launch_line(args) -> str:
         # config-interval=-1: SPS/PPS before each keyframe.
         video = (f"filesrc location={args.file} ! qtdemux name=demux demux.video_0 ! queue "
                  "! h264parse ! identity sync=true ! rtph264pay name=pay0 pt=96 config-interval=-1")
+    elif args.codec == "h265":  # to test that H.265 cameras are refused clearly
+        video = (f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},"
+                 f"framerate={args.fps}/1 ! x265enc tune=zerolatency speed-preset=ultrafast "
+                 f"key-int-max={args.fps} bitrate={args.bitrate} ! rtph265pay name=pay0 pt=96 config-interval=-1")
     else:
         video = (f"videotestsrc is-live=true pattern=ball ! video/x-raw,width={width},height={height},"
                  f"framerate={args.fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast threads=1 "
@@ -71,6 +75,8 @@ def main() -> int:
     parser.add_argument("--audio", choices=["alaw", "mulaw", "aac", "none"], default="alaw")
     parser.add_argument("--auth", choices=["digest", "basic"], default="digest",
                         help="RTSP authentication asked of clients when credentials are set (default digest)")
+    parser.add_argument("--codec", choices=["h264", "h265"], default="h264",
+                        help="h265: an H.265 test pattern (x265), to test cameras the bridge refuses")
     parser.add_argument("--file", help="an MP4 with H.264 video, served as stored (played once)")
     args = parser.parse_args()
 
