@@ -10,11 +10,14 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 
 from streams.agent import AGENT_NAME
 from streams.agent.controls import InvalidSetting, parse_resolution
 from streams.agent.encoders import make_encoder
+from streams.agent.passthrough import PassthroughAgent
 from streams.agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
+from streams.agent.rtsp import RtspCamera, redact_url, url_secrets
 from streams.agent.session import Agent, AgentConfig
 from streams.agent.sources import SourceUnavailable, open_source
 from streams.agent.status import Counters, StatusLine
@@ -33,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", metavar="PATH",
                         help=f"file holding the device token (else the {TOKEN_ENV} environment variable)")
     parser.add_argument("--source", default="pattern",
-                        help="pattern (default), file:PATH (a video file, played at its own speed and looped) or v4l2:/dev/videoN (a webcam)")
+                        help="pattern (default), file:PATH (a video file, played at its own speed and looped), v4l2:/dev/videoN "
+                             "(a webcam) or rtsp://[user:password@]host[:port]/path (an IP camera, relayed as "
+                             "received: H.264 only, no re-encoding; see docs/agent.md)")
+    parser.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp",
+                        help="RTSP media over the camera's TCP connection (default) or UDP")
     parser.add_argument("--codec", choices=["jpeg", "h264"], default="jpeg", help="video codec (default jpeg)")
     parser.add_argument("--audio", action="store_true", help="also send a 440 Hz test tone (PCM 16 kHz mono)")
     parser.add_argument("--metadata", action="store_true",
@@ -108,12 +115,31 @@ async def _run(agent: Agent) -> int:
     return await agent.run()
 
 
+def is_rtsp(source: str) -> bool:
+    return source.startswith(("rtsp://", "rtsps://"))
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bridge"]:
+        from streams.agent.bridge import main as bridge_main
+
+        return bridge_main(argv[1:])
     args = build_parser().parse_args(argv)
     status = StatusLine(Counters(), quiet=args.quiet)
+    if is_rtsp(args.source):
+        for secret in url_secrets(args.source):
+            status.hide(secret, redact_url(args.source) if secret == args.source else "***")
     try:
         config = config_from_args(args)
         status.hide(config.token, redact(config.token))
+        if is_rtsp(args.source):
+            camera = RtspCamera(args.source, transport=args.rtsp_transport,
+                                on_message=lambda text, error: (status.error if error else status.event)(text))
+            status.event(f"{AGENT_NAME}{' ' + config.name if config.name else ''}: {camera.description}, "
+                         f"H.264 as received → {config.url} (token {redact(config.token)}, auth by {config.auth})")
+            agent = PassthroughAgent(config, camera, status)
+            return _finish(status, agent, asyncio.run(_run(agent)))
         try:
             source = open_source(args.source, config.width, config.height, config.fps)
         except SourceUnavailable as error:
@@ -130,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # say what went wrong in one line; the traceback helps no installer
         status.error(f"unexpected {type(error).__name__}: {error}")
         return EXIT_ERROR
+    return _finish(status, agent, code)
+
+
+def _finish(status: StatusLine, agent: Agent, code: int | None) -> int:
     status.finish()
     counters = agent.counters
     status.event(f"done: {counters.frames_sent} video frames, {counters.audio_frames_sent} audio frames, "
