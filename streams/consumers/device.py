@@ -12,6 +12,7 @@ from accounts.tenancy import NotFound, devices_for, get_device_for
 from recordings import alerts, sessions
 from streams import auth, control, metrics, presence
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
+from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.groups import device_group, org_group, prefix
 from streams.limits import MAX_DEVICE_TEXT_PER_SECOND, IngestLimiter, Limits
@@ -66,7 +67,7 @@ def _is_uuid(value) -> bool:
     return True
 
 
-class DeviceConsumer(SightlineSocket):
+class DeviceConsumer(AccessWatcher, SightlineSocket):
     endpoint = "device"
     text_per_second = MAX_DEVICE_TEXT_PER_SECOND  # pings, acks, stats: each may cost a reply
 
@@ -129,8 +130,14 @@ class DeviceConsumer(SightlineSocket):
         user = await auth.user_from_scope(self.scope)
         if not user.is_authenticated:
             return None, Close.NOT_AUTHENTICATED, "log in first", "<session>"
+        await self.watch_access(user)  # a browser publishing: revoking the user closes it (4013)
         device, code, reason = await database_sync_to_async(_device_for_publisher)(user, device_id)
         return device, code, reason, "<session>"
+
+    async def access_allows(self, user) -> bool:
+        """A browser publishing: may the user still publish as this device?"""
+        device, _code, _reason = await database_sync_to_async(_device_for_publisher)(user, self.device.pk)
+        return device is not None
 
     # -- messages from the device -------------------------------------------------
 
