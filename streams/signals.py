@@ -4,7 +4,9 @@ A person's access changes -> their browser sockets re-check it (4013, see the en
 Revoking a token does the same from DeviceToken.revoke(). Both go through
 transaction.on_commit, so nothing is closed for a change that is rolled back.
 """
+import asyncio
 import logging
+import threading
 
 from django.db import transaction
 from django.db.models.signals import post_save
@@ -44,7 +46,23 @@ def _relay_access_changed(sender, user_id, session_key=None, **kwargs) -> None:
     from streams.groups import user_group
 
     event = {"type": "access.changed", "session_key": session_key}
-    async_to_sync(get_channel_layer().group_send)(user_group(user_id), event)
+    send = async_to_sync(get_channel_layer().group_send)
+    if _loop_running_here():
+        # ORM code run inside an event loop's thread (allowed by DJANGO_ALLOW_ASYNC_UNSAFE, as in
+        # the browser tests): async_to_sync refuses that thread, so send from a short-lived one.
+        sender = threading.Thread(target=send, args=(user_group(user_id), event), name="sightline-access-changed")
+        sender.start()
+        sender.join(timeout=5)
+    else:
+        send(user_group(user_id), event)
+
+
+def _loop_running_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 access_changed.connect(_relay_access_changed, dispatch_uid="streams.relay_access_changed")
