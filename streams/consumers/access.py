@@ -45,10 +45,16 @@ class AccessWatcher:
             if logged_out == auth._session_key(self.scope):  # the cookie user_from_scope reads
                 await self._revoked("you logged out")
             return
-        user = await auth.user_from_scope(self.scope)
-        if not user.is_authenticated or user.pk != self.access_user_id:
-            return await self._revoked("your session is no longer valid; log in again")
-        if not await self.access_allows(user):
+        try:
+            user = await auth.user_from_scope(self.scope)
+            if not user.is_authenticated or user.pk != self.access_user_id:
+                return await self._revoked("your session is no longer valid; log in again")
+            allowed = await self.access_allows(user)
+        except Exception:  # database away: fail closed; the reconnect asks again
+            log.warning("%s socket: could not re-check access of user %s", self.endpoint,
+                        self.access_user_id, exc_info=True)
+            allowed = False
+        if not allowed:
             await self._revoked("your access changed; reconnect to see what you may still do")
 
     async def _revoked(self, message: str) -> None:
