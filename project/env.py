@@ -63,6 +63,18 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def csp_sources(name: str, extra_url: str = "") -> list[str]:
+    """Origins for a Content-Security-Policy source list: the variable's comma-separated
+    origins, plus the origin of extra_url (e.g. S3_ENDPOINT_URL). Each must be scheme://host[:port]."""
+    sources = []
+    for value in [*env_list(name, []), *([extra_url] if extra_url else [])]:
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ImproperlyConfigured(f"{name} must list origins like https://media.example.com, got {value!r}")
+        sources.append(f"{parsed.scheme}://{parsed.netloc}")
+    return list(dict.fromkeys(sources))
+
+
 def database_from_url(name: str, default: str) -> dict:
     """Parse DATABASE_URL into a Django DATABASES entry (sqlite or postgres only)."""
     import dj_database_url

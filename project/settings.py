@@ -4,12 +4,14 @@ Defaults give the embedded single-machine set-up: SQLite, local files under
 ./var, Redis on localhost. Production sets DATABASE_URL to PostgreSQL, REDIS_URL
 to the shared Redis and STORAGE_BACKEND=s3.
 """
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
 from project import namespace
 from project.env import (
+    csp_sources,
     database_from_url,
     env_bool,
     env_int,
@@ -43,6 +45,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",  # login limits per account and per address
     "accounts",
     "streams",
     "recordings",
@@ -51,6 +54,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "project.security.SecureCookiesOverTLS",  # outside session/CSRF: sees the cookies they set
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -59,6 +64,7 @@ MIDDLEWARE = [
     "accounts.middleware.CurrentOrganisationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the login page's message
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -218,9 +224,72 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
+
+# --- Logins, sessions, cookies, security headers (docs/deployment.md, "Security settings") ---
+# Failed logins are limited per account and, separately, per client address by
+# django-axes: after LOGIN_FAILURE_LIMIT failures within LOGIN_LOCKOUT_MINUTES the
+# account (from anywhere) or the address (for any account) is refused, even with the
+# right password, until LOGIN_LOCKOUT_MINUTES after the last counted failure.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses locked-out logins before checking passwords
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: per account, per address
+# REMOTE_ADDR only: the ASGI server already put the real client there for TRUSTED_PROXIES;
+# a header anyone can send must not pick whose counter a failure lands on.
+AXES_CLIENT_IP_CALLABLE = "frontend.login.client_address"
+AXES_LOCKOUT_CALLABLE = "frontend.login.locked_out"
+# Failures during a lockout do not extend it: a stranger cannot keep an account locked for ever.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# A success does not wipe the counters: with one valid account, an attacker could otherwise
+# reset the per-address count between guesses at other accounts.
+AXES_RESET_ON_SUCCESS = False
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are in the logs; no table growing for ever
+AXES_VERBOSE = False
+
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 24 * 3600, minimum=60)  # seconds from login
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SAMESITE = "Lax"
+# SIGHTLINE_TLS=1: the portal is reached only over HTTPS (directly or through a TLS proxy):
+# cookies are always Secure. Without it, cookies are still marked Secure on every response
+# to a request that came over TLS (project/security.py), so a portal reachable both ways is safe.
+SIGHTLINE_TLS = env_bool("SIGHTLINE_TLS", env_bool("SECURE_COOKIES", False))  # SECURE_COOKIES: old name
+SESSION_COOKIE_SECURE = SIGHTLINE_TLS
+CSRF_COOKIE_SECURE = SIGHTLINE_TLS
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 0, minimum=0)  # sent on HTTPS responses only
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Content-Security-Policy (django-csp) on every response. Scripts and styles come from
+# our own static files only; the one inline script (device.html, which opens the live
+# socket early) carries the per-request nonce. Live video is drawn on canvases; replay
+# uses MediaSource (blob:) and hls.js's worker (blob:). Recordings served from S3 (the
+# media views redirect to signed URLs) need the storage's origin: S3_ENDPOINT_URL's, or
+# CSP_MEDIA_SOURCES (comma-separated origins, e.g. a CDN).
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+_MEDIA_SOURCES = csp_sources("CSP_MEDIA_SOURCES", env_str("S3_ENDPOINT_URL", "") if STORAGE_BACKEND == "s3" else "")
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:", "blob:", *_MEDIA_SOURCES],
+        "media-src": [SELF, "blob:", *_MEDIA_SOURCES],
+        "connect-src": [SELF, *_MEDIA_SOURCES],  # 'self' covers ws:/wss: to this host
+        "worker-src": [SELF, "blob:"],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = "UTC"

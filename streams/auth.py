@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
+from django.utils.http import is_same_domain
 
 from streams import admission, groups, limits
 from streams.protocol import Close
@@ -55,24 +56,72 @@ def client_address(scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def origin_allowed(origin: str | None, allowed_hosts: list[str], trusted_origins: list[str]) -> bool:
-    """A browser socket's Origin must name one of ALLOWED_HOSTS (or a CSRF trusted origin)."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a serialised origin, default port filled in; None if it is not one."""
+    try:
+        parts = urlsplit(origin.strip())
+        scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, a bad IPv6 literal
+        return None
+    if scheme not in _DEFAULT_PORTS or not host or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    return scheme, host.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def _origin_matches(origin: tuple[str, str, int], allowed: str) -> bool:
+    """Exact scheme, host and port; a CSRF_TRUSTED_ORIGINS wildcard like https://*.example.com
+    matches subdomains (as Django's CSRF check does), still with the same scheme and port."""
+    wildcard = "://*." in allowed
+    wanted = _origin_parts(allowed.replace("://*.", "://", 1) if wildcard else allowed)
+    if wanted is None:
+        return False
+    scheme, host, port = origin
+    if (scheme, port) != (wanted[0], wanted[2]):
+        return False
+    return is_same_domain(host, "." + wanted[1]) if wildcard else host == wanted[1]
+
+
+def origin_allowed(origin: str | None, allowed_origins: list[str]) -> bool:
+    """A browser socket's Origin must equal one of allowed_origins in scheme, host and port."""
     if not origin or origin == "null":
         return False
-    if origin in trusted_origins:
-        return True
-    parts = urlsplit(origin)
-    if parts.scheme not in {"http", "https"} or not parts.netloc:
-        return False
-    domain, _port = split_domain_port(parts.netloc)
-    return bool(domain) and validate_host(domain, allowed_hosts)
+    parts = _origin_parts(origin)
+    return parts is not None and any(_origin_matches(parts, allowed) for allowed in allowed_origins)
 
 
-def origin_allowed_for_scope(scope) -> bool:
+def own_origin(scope, allowed_hosts: list[str]) -> str | None:
+    """The portal's origin as this socket reached it: the Host header (if it names one of
+    ALLOWED_HOSTS) with the scheme the socket came in on, ws -> http, wss -> https. The ASGI
+    server sets the scheme from X-Forwarded-Proto only for TRUSTED_PROXIES."""
+    host = header(scope, b"host")
+    if not host and scope.get("server"):
+        server_host, server_port = scope["server"][0], scope["server"][1]
+        host = f"{server_host}:{server_port}" if server_port else str(server_host)
+    if not host:
+        return None
+    domain, _port = split_domain_port(host)
+    if not domain or not validate_host(domain, allowed_hosts):
+        return None
+    scheme = "https" if scope.get("scheme") in ("wss", "https") else "http"
+    return f"{scheme}://{host}"
+
+
+def allowed_origins_for_scope(scope) -> list[str]:
+    """What Django's CSRF check allows for a request: its own origin, and CSRF_TRUSTED_ORIGINS."""
     hosts = list(settings.ALLOWED_HOSTS)
     if settings.DEBUG and not hosts:
         hosts = [".localhost", "127.0.0.1", "[::1]"]
-    return origin_allowed(header(scope, b"origin"), hosts, list(settings.CSRF_TRUSTED_ORIGINS))
+    own = own_origin(scope, hosts)
+    return ([own] if own else []) + list(settings.CSRF_TRUSTED_ORIGINS)
+
+
+def origin_allowed_for_scope(scope) -> bool:
+    return origin_allowed(header(scope, b"origin"), allowed_origins_for_scope(scope))
 
 
 def _session_key(scope) -> str | None:

@@ -3,6 +3,8 @@
 - device_group: the consumer holding a device's socket joins it; commands,
   settings changes and forced disconnects are sent here.
 - org_group: presence changes of an organisation's devices, for its viewers.
+- user_group: every browser socket (viewer, wall, publish) of one user joins it;
+  "access.changed" is sent here when the user's access changes (accounts/signals.py).
 - frames_channel: Redis pub/sub channel carrying a device's frames, published
   once per frame by the ingesting process (streams/broadcast.py).
 """
@@ -20,6 +22,10 @@ def device_group(device_id) -> str:
 
 def org_group(organisation_id) -> str:
     return f"org.{organisation_id}"
+
+
+def user_group(user_id) -> str:
+    return f"user.{user_id}"
 
 
 def frames_channel(device_id) -> str:

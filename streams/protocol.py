@@ -58,6 +58,7 @@ class Close:
     UNSUPPORTED_VERSION = 4010
     HEARTBEAT_TIMEOUT = 4011
     REPLACED = 4012  # the same device connected again elsewhere; newest wins
+    ACCESS_REVOKED = 4013  # a person's access changed under an open browser socket (accounts/signals.py)
     DEVICE_BUSY = 4014  # browser publishing to a connected device without a confirmed takeover
     NOT_AUTHENTICATED = 4401  # viewer without a session
     FORBIDDEN = 4403  # bad Origin, or role does not allow the endpoint

@@ -15,6 +15,7 @@ from channels.testing import WebsocketCommunicator
 from streams import protocol
 
 ORIGIN = b"http://localhost"
+HOST = b"localhost"  # the Host a browser on ORIGIN sends; the Origin must match it (scheme, host, port)
 HELLO = {"type": "hello", "protocol": 1, "codecs": ["jpeg"], "resolution": "640x360", "fps": 10,
          "audio": None, "agent": "pytest"}
 
@@ -40,7 +41,7 @@ def session_cookie(user) -> str:
 
 def browser_socket(path: str, sessionid: str | None = None, origin: bytes | None = ORIGIN,
                    address: str | None = None) -> WebsocketCommunicator:
-    headers = []
+    headers = [(b"host", HOST)]
     if origin is not None:
         headers.append((b"origin", origin))
     if sessionid:

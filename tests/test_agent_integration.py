@@ -126,7 +126,7 @@ def rows(personas, acme_camera):
 
 
 def viewer(port: int, device_id, sessionid: str):
-    return websockets.connect(f"ws://127.0.0.1:{port}/ws/view/{device_id}/", origin="http://localhost",
+    return websockets.connect(f"ws://127.0.0.1:{port}/ws/view/{device_id}/", origin=f"http://127.0.0.1:{port}",
                               additional_headers={"Cookie": f"sessionid={sessionid}"},
                               compression=None, max_size=None)
 

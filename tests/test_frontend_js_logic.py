@@ -37,6 +37,11 @@ def test_close_reasons_are_readable_and_fatal_codes_stop_reconnecting():
     assert fatal == [4401, 4403, 4404]
 
 
+def test_a_revoked_access_is_explained_and_reconnects_once_to_learn_what_is_left():
+    assert run_js("socket.js", "return m.closeReason({code: 4013, reason: ''});") == "your access changed"
+    assert run_js("protocol.js", "return [m.CLOSE.ACCESS_REVOKED, m.FATAL_CLOSES.has(4013)];") == [4013, False]
+
+
 def test_the_avc_codec_string_comes_from_the_sps():
     out = run_js("player.js", """
         const au = new Uint8Array([0, 0, 0, 1, 0x09, 0xf0, 0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1e, 0xaa, 0, 0, 1, 0x68, 0xce]);

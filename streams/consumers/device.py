@@ -12,6 +12,7 @@ from accounts.tenancy import NotFound, devices_for, get_device_for
 from recordings import alerts, sessions
 from streams import auth, control, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
+from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.groups import device_group, org_group, prefix
 from streams.limits import MAX_DEVICE_TEXT_PER_SECOND, IngestLimiter, Limits
@@ -89,7 +90,7 @@ def _is_uuid(value) -> bool:
     return True
 
 
-class DeviceConsumer(SightlineSocket):
+class DeviceConsumer(AccessWatcher, SightlineSocket):
     endpoint = "device"
     text_per_second = MAX_DEVICE_TEXT_PER_SECOND  # pings, acks, stats: each may cost a reply
 
@@ -168,6 +169,7 @@ class DeviceConsumer(SightlineSocket):
         user = await auth.user_from_scope(self.scope)
         if not user.is_authenticated:
             return None, Close.NOT_AUTHENTICATED, "log in first", "<session>"
+        await self.watch_access(user)  # a browser publishing: revoking the user closes it (4013)
         device, code, reason = await database_sync_to_async(_device_for_publisher)(user, device_id)
         if device is None:
             return None, code, reason, "<session>"
@@ -180,6 +182,11 @@ class DeviceConsumer(SightlineSocket):
             log.warning("device %s taken over from the browser by user %s (id %s)", device.pk,
                         _printable(user.get_username()), user.pk)
         return device, None, None, "<session>"
+
+    async def access_allows(self, user) -> bool:
+        """A browser publishing: may the user still publish as this device?"""
+        device, _code, _reason = await database_sync_to_async(_device_for_publisher)(user, self.device.pk)
+        return device is not None
 
     # -- messages from the device -------------------------------------------------
 

@@ -17,6 +17,7 @@ from accounts.permissions import CONTROL, VIEW, role_allows
 from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
 from streams import auth, control, metrics, presence
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
+from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.limits import MAX_PENDING_COMMANDS, Limits
 from streams.protocol import (
@@ -76,7 +77,7 @@ async def browser_user_or_refusal(socket: SightlineSocket):
     return user, failures, address
 
 
-class ViewerConsumer(SightlineSocket):
+class ViewerConsumer(AccessWatcher, SightlineSocket):
     endpoint = "view"
 
     async def connect(self):
@@ -91,6 +92,7 @@ class ViewerConsumer(SightlineSocket):
         if checked is None:
             return
         self.user, failures, address = checked
+        await self.watch_access(self.user)
         device_id = self.scope["url_route"]["kwargs"]["device_id"]
         try:
             device, role, can_control = await database_sync_to_async(_viewer_context)(self.user, device_id)
@@ -122,6 +124,15 @@ class ViewerConsumer(SightlineSocket):
         # then means "every frame from now on reaches you".
         await get_hub().add_viewer(device.pk, self.outbox)
         self.start_task(run_sender(self.outbox, self.base_send), "sender")
+
+    async def access_allows(self, user) -> bool:
+        """Still allowed to watch, and to control if the welcome said so (losing control closes
+        too: the welcome's can_control would be stale; a reconnect gets the new one)."""
+        try:
+            _device, _role, can_control = await database_sync_to_async(_viewer_context)(user, self.device.pk)
+        except NotFound:
+            return False
+        return can_control or not self.can_control
 
     async def send_message(self, message: dict) -> None:
         if self.outbox is not None and not self.outbox.closed:

@@ -7,6 +7,7 @@ from accounts.permissions import VIEW
 from accounts.tenancy import devices_for, organisations_for
 from streams import metrics, presence
 from streams.broadcast import redis_client
+from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.consumers.viewer import browser_user_or_refusal
 from streams.groups import org_group
@@ -27,7 +28,7 @@ def _wall_devices(user, organisation_id):
     return list(devices_for(user, VIEW, organisation=organisation))
 
 
-class WallConsumer(SightlineSocket):
+class WallConsumer(AccessWatcher, SightlineSocket):
     endpoint = "wall"
 
     async def connect(self):
@@ -39,6 +40,7 @@ class WallConsumer(SightlineSocket):
         if checked is None:
             return
         user, failures, address = checked
+        await self.watch_access(user)
         organisation_id = self.scope["url_route"]["kwargs"]["organisation_id"]
         devices = await database_sync_to_async(_wall_devices)(user, organisation_id)
         if devices is None:
@@ -86,6 +88,19 @@ class WallConsumer(SightlineSocket):
         if visible != self.visible:
             self.visible = visible
             await self._send_devices(devices)
+
+    async def access_allows(self, user) -> bool:
+        """Still a member: stay open, and if grants changed send the new device list (the
+        page drops or adds tiles; each tile's own viewer socket re-checks itself)."""
+        devices = await database_sync_to_async(_wall_devices)(user, self.organisation_id)
+        if devices is None:
+            return False
+        visible = {str(device.pk) for device in devices}
+        if visible != self.visible:
+            self.hidden = (self.hidden | self.visible) - visible
+            self.visible = visible
+            await self._send_devices(devices)
+        return True
 
     async def _send_devices(self, devices) -> None:
         """The whole list with live presence; the page reconciles its tiles with it."""

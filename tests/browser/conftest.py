@@ -187,8 +187,24 @@ def use_server_password_hasher(username: str, password: str):
     get_user_model().objects.filter(username=username).update(password=encoded)
 
 
+# Reported as a console error by the page itself (every page, from before its own scripts run), so
+# that a Content-Security-Policy violation is seen even where Chromium's own message is not.
+REPORT_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.cspViolations.push(e.violatedDirective);
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} (${e.sourceFile}:${e.lineNumber})`);
+});
+"""
+
+
+def is_csp_violation(text: str) -> bool:
+    return text.startswith("CSP violation:") or ("Refused to" in text and "Content Security Policy" in text)
+
+
 class Portal:
-    """One logged-in browser context; collects console errors so tests can assert there are none."""
+    """One logged-in browser context; collects console errors so tests can assert there are none,
+    and Content-Security-Policy violations, which fail every browser test (the portal fixture)."""
 
     def __init__(self, browser, base_url: str, viewport=None):
         self.base_url = base_url
@@ -196,10 +212,19 @@ class Portal:
                                            accept_downloads=True)
         self.context.set_default_timeout(20_000)
         self.console_errors: list[str] = []
+        self.csp_violations: list[str] = []
+        self.csp_violations_expected = False  # only tests/browser/test_csp.py, which provokes one
+        self.context.add_init_script(REPORT_CSP_VIOLATIONS)
+
+    def _console(self, page, message) -> None:
+        if is_csp_violation(message.text):
+            self.csp_violations.append(f"{page.url}: {message.text}")
+        if message.type == "error":
+            self.console_errors.append(f"{page.url}: {message.text}")
 
     def new_page(self):
         page = self.context.new_page()
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(f"{page.url}: {m.text}"))
+        page.on("console", lambda m: self._console(page, m))
         page.on("pageerror", lambda e: self.console_errors.append(f"{page.url}: {e}"))
         return page
 
@@ -228,8 +253,10 @@ def portal(playwright_browser, server):
         return p
 
     yield open_portal
+    violations = [violation for p in opened if not p.csp_violations_expected for violation in p.csp_violations]
     for p in opened:
         p.close()
+    assert violations == [], "the portal broke its own Content-Security-Policy:\n" + "\n".join(violations)
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ async def test_frames_and_commands_cross_between_two_server_processes(servers, s
     viewer = await websockets.connect(
         f"ws://127.0.0.1:{port_b}/ws/view/{device_id}/",
         additional_headers={"Cookie": f"sessionid={setup_rows['sessionid']}"},
-        origin="http://localhost", max_size=None,
+        origin=f"http://127.0.0.1:{port_b}", max_size=None,
     )
     viewer_welcome = await next_json(viewer, "welcome")
     assert viewer_welcome["role"] == "owner" and viewer_welcome["device"]["online"] is True
@@ -207,7 +207,7 @@ async def test_the_device_example_in_the_protocol_document_works_against_a_real_
         viewer = await websockets.connect(
             f"ws://127.0.0.1:{port_b}/ws/view/{device_id}/",
             additional_headers={"Cookie": f"sessionid={setup_rows['sessionid']}"},
-            origin="http://localhost", max_size=None,
+            origin=f"http://127.0.0.1:{port_b}", max_size=None,
         )
         await next_json(viewer, "welcome")
         frame = await next_binary(viewer, timeout=20)

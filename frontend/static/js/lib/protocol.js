@@ -20,6 +20,7 @@ export const CLOSE = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,
   REPLACED: 4012,
+  ACCESS_REVOKED: 4013,  // not fatal: the reconnect's welcome (or refusal) says what is left
   NOT_AUTHENTICATED: 4401,
   FORBIDDEN: 4403,
   NOT_FOUND: 4404,

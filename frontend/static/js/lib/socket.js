@@ -117,7 +117,7 @@ export function closeReason(event) {
   const known = {
     1000: 'closed', 1001: 'server restarting', 1006: 'connection lost',
     4401: 'not logged in', 4403: 'not allowed', 4404: 'no such device',
-    4012: 'replaced by a newer connection', 4429: 'too many attempts',
+    4012: 'replaced by a newer connection', 4013: 'your access changed', 4429: 'too many attempts',
   };
   return event.reason || known[event.code] || `closed (${event.code})`;
 }
