@@ -44,6 +44,7 @@ const player = new LivePlayer(canvas, {
     if (state.firstFrameMs === null) {
       state.firstFrameMs = performance.now();
       canvas.classList.add('has-frame');
+      render();  // the snapshot button is usable from the first frame, not a tick later
     }
   },
   onUnsupported(message) { showConnection('unsupported', message); },
