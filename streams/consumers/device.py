@@ -84,7 +84,7 @@ class DeviceConsumer(SightlineSocket):
         self.limiter = IngestLimiter(self.limits)
         self.stats = StreamStats()
         self.device_stats: dict = {}
-        self.pending_commands: dict[str, tuple[str, float, dict]] = {}
+        self.pending_commands: dict[str, tuple[str, float, dict]] = {}  # id -> (reply_to, ack deadline, settings)
         self._counted = False
 
         address = auth.client_address(self.scope)
@@ -238,7 +238,10 @@ class DeviceConsumer(SightlineSocket):
         pending = self.pending_commands.pop(command_id, None) if isinstance(command_id, str) else None
         if pending is None:
             return  # unknown or late: the operator was already told "timeout"
-        reply_to, _sent_at, requested = pending
+        reply_to, deadline, requested = pending
+        if time.monotonic() > deadline:
+            log.info("device %s acknowledged command %.64s too late: ignored", self.device.pk, command_id)
+            return  # the operator is told "timeout"; nothing is saved (docs/protocol.md, "Commands")
         result = {"type": "command.result", "id": command_id}
         if message.get("ok") is True:
             try:
@@ -280,8 +283,8 @@ class DeviceConsumer(SightlineSocket):
                 log.warning("could not publish stats of device %s", self.device.pk, exc_info=True)
 
     def _expire_commands(self) -> None:
-        horizon = time.monotonic() - 2 * self.limits.command_timeout_seconds
-        for command_id in [cid for cid, (_, sent, _) in self.pending_commands.items() if sent < horizon]:
+        now = time.monotonic()
+        for command_id in [cid for cid, (_, deadline, _) in self.pending_commands.items() if deadline < now]:
             del self.pending_commands[command_id]
 
     async def _announce(self, online: bool, now: float) -> None:
@@ -298,7 +301,15 @@ class DeviceConsumer(SightlineSocket):
             return
         if len(self.pending_commands) >= 64:
             self._expire_commands()
-        self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic(), event["settings"])
+        now = time.time()
+        deadline = control.ack_deadline(now, self.limits.command_timeout_seconds)
+        sent_deadline = event.get("deadline")
+        if isinstance(sent_deadline, (int, float)):  # the sender's; our own reckoning caps it (clocks differ)
+            deadline = min(deadline, sent_deadline)
+        if deadline <= now:
+            return  # already past: the operator is (or is about to be) told "timeout"; do not apply it
+        self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic() + (deadline - now),
+                                              event["settings"])
         await self.send_message({"type": "command", "id": event["id"], "settings": event["settings"]})
 
     async def device_replaced(self, event):
