@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
-from recordings import alerts, sessions
+from recordings import alerts, lifecycle, sessions
 from streams import auth, control, metrics, presence
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.base import SightlineSocket
@@ -211,6 +211,8 @@ class DeviceConsumer(SightlineSocket):
         await self.channel_layer.group_send(group, {"type": "device.replaced", "generation": generation})
         metrics.DEVICES_CONNECTED.inc()
         self._counted = True
+        # Read after joining the group: a segment closed from now on is a `persisted` message to us.
+        persisted = await database_sync_to_async(lifecycle.last_persisted)(device.pk)
         await self.send_message({
             "type": "welcome",
             "protocol": 1,
@@ -218,6 +220,7 @@ class DeviceConsumer(SightlineSocket):
             "settings": device.stream_settings,
             "limits": self.limits.for_welcome(),
             "recording": recording,
+            "persisted": persisted,
         })
         await self.presence.write_db(True, now)
         await self._announce(True, now)
