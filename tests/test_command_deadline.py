@@ -1,6 +1,7 @@
 """A device's ack counts only before the command's deadline (issue 9, item 12): once the operator
 has been told "timeout", a late ack is ignored, not saved on the device record. The deadline
 travels with the command, since the device's socket may be held by another process."""
+import json
 import time
 
 import pytest
@@ -13,7 +14,6 @@ from tests.live_helpers import (
     browser_socket,
     connect_device,
     receive_json_of_type,
-    receive_nothing_but_pings,
     wait_for,
 )
 
@@ -28,6 +28,17 @@ async def watch(device, sessionid):
     await receive_json_of_type(viewer, "welcome")
     await wait_for(lambda: str(device.pk) in broadcast.get_hub().feeds)
     return viewer
+
+
+async def nothing_of_type(communicator, kind: str, timeout: float = 0.3) -> None:
+    """Within `timeout`, no text message of type `kind` (stats, pings and presence may come)."""
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        if await communicator.receive_nothing(timeout=remaining):
+            return
+        output = await communicator.receive_output()
+        if output.get("text") is not None:
+            assert json.loads(output["text"]).get("type") != kind, output
 
 
 async def handled(device, ping_id) -> None:
@@ -51,7 +62,7 @@ async def test_an_ack_after_the_operator_was_told_timeout_does_not_change_the_sa
     await handled(device, 7)
     row = await database_sync_to_async(Device.objects.get)(pk=acme_camera.pk)
     assert (row.fps, row.extra_settings) == (10, {})
-    await receive_nothing_but_pings(viewer, timeout=0.3)  # no second, contradicting answer
+    await nothing_of_type(viewer, "command_result")  # no second, contradicting answer
     # The next connection's welcome carries the saved settings, not the ignored ones.
     await device.disconnect()
     device, welcome = await connect_device(device_token)
@@ -84,7 +95,7 @@ async def test_a_command_whose_deadline_passed_on_the_way_is_not_forwarded_to_th
     await layer.group_send(groups.device_group(acme_camera.pk), {
         "type": "device.command", "id": "stale", "settings": {"fps": 5}, "reply_to": reply_to,
         "deadline": time.time() - 1})
-    await receive_nothing_but_pings(device, timeout=0.3)
+    await nothing_of_type(device, "command")
     await device.disconnect()
 
 
