@@ -89,10 +89,8 @@ def queue_processing(segment_id) -> None:
     ).apply_async()
 
 
-def persisted_message(segment: Segment) -> dict:
-    """The channel-layer event for streams' device consumer (BRIEF: recorder contract)."""
+def _persisted_fields(segment: Segment) -> dict:
     return {
-        "type": "segment.persisted",
         "segment_id": str(segment.id),
         "start": segment.start.isoformat(),
         "end": segment.end.isoformat() if segment.end else None,
@@ -100,3 +98,25 @@ def persisted_message(segment: Segment) -> dict:
         "first_seq": segment.first_seq,
         "last_seq": segment.last_seq,
     }
+
+
+def persisted_message(segment: Segment) -> dict:
+    """The channel-layer event for streams' device consumer (BRIEF: recorder contract)."""
+    return {"type": "segment.persisted", **_persisted_fields(segment)}
+
+
+# Durable on the server: closed by the recorder (or by recovery) and everything after.
+PERSISTED_STATES = (SegmentState.CLOSED, SegmentState.TRANSCODING, SegmentState.READY, SegmentState.ARCHIVED)
+
+
+def last_persisted(device_id) -> dict | None:
+    """The device's latest durable segment, as in a `persisted` message (without "type"), or None.
+
+    For the welcome: `persisted` is sent to whatever connection of the device is
+    open when a segment closes, and the segment a disconnect closes has none. The
+    consumer reads this after joining the device's group, so every segment closed
+    since is either here or in a `persisted` message to the new connection.
+    """
+    segment = (Segment.objects.filter(device_id=device_id, state__in=PERSISTED_STATES)
+               .only("id", "start", "end", "frames", "first_seq", "last_seq").order_by("-start").first())
+    return _persisted_fields(segment) if segment is not None else None

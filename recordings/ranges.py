@@ -6,6 +6,13 @@ hls.js and download managers send; a multi-range request gets the whole file
 """
 from __future__ import annotations
 
+import re
+
+# RFC 9110 DIGIT is ASCII 0-9 only. str.isdigit() and int() also take '²', '١' or
+# full-width digits: int('²') raised (a 500) and int('１２') served a range the
+# client never wrote.
+_DIGITS = re.compile(r"[0-9]+")
+
 
 class Unsatisfiable(Exception):
     """416: the range is syntactically fine but outside the file."""
@@ -25,7 +32,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first_s, dash, last_s = spec.strip().partition("-")
     first_s, last_s = first_s.strip(), last_s.strip()
-    if not dash or (first_s and not first_s.isdigit()) or (last_s and not last_s.isdigit()):
+    if not dash or (first_s and not _DIGITS.fullmatch(first_s)) or (last_s and not _DIGITS.fullmatch(last_s)):
         return None
     if not first_s:  # suffix: the last N bytes
         if not last_s:

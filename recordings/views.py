@@ -2,41 +2,28 @@
 another organisation's id is a 404, the same as one that does not exist."""
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from django.db.models import Q
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from accounts import tenancy
 from accounts.permissions import EXPORT, MANAGE, VIEW
-from recordings import alerts, constants, hls, media
+from recordings import alerts, constants, hls, media, params
 from recordings.models import ClipExport, SegmentState
 from recordings.pipeline import local_outputs
 
 PLAYABLE = (SegmentState.READY, SegmentState.ARCHIVED)
 
 
-def _parse_time(raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.strip().replace(" ", "+"))  # '+' arrives as ' ' if unencoded
-    except ValueError:
-        raise ValueError(f"not an ISO 8601 time: {raw!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def _bad_request(error: params.BadInput) -> JsonResponse:
+    return JsonResponse({"error": str(error)}, status=400)
 
 
-def _time_range(params, max_seconds: float) -> tuple[datetime, datetime]:
-    end = _parse_time(params.get("end")) or datetime.now(timezone.utc)
-    start = _parse_time(params.get("start")) or end - timedelta(hours=1)
-    if end <= start:
-        raise ValueError("end must be after start")
-    if (end - start).total_seconds() > max_seconds:
-        raise ValueError(f"range longer than {max_seconds:.0f} s")
-    return start, end
+def _time_range(query, max_seconds: float) -> tuple[datetime, datetime]:
+    return params.time_range(query, max_seconds, datetime.now(timezone.utc))
 
 
 def overlapping(start: datetime, end: datetime, now: datetime) -> Q:
@@ -68,8 +55,8 @@ def segment_list(request, device_id):
     device = tenancy.get_or_404(tenancy.get_device_for, request.user, device_id, VIEW)
     try:
         start, end = _time_range(request.GET, constants.MAX_RANGE_HOURS * 3600)
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+    except params.BadInput as exc:
+        return _bad_request(exc)
     segments = tenancy.segments_for(request.user, VIEW, device=device).filter(
         overlapping(start, end, datetime.now(timezone.utc))).order_by("start")[: constants.MAX_PLAYLIST_SEGMENTS]
     return JsonResponse({
@@ -84,8 +71,8 @@ def playlist(request, device_id):
     device = tenancy.get_or_404(tenancy.get_device_for, request.user, device_id, VIEW)
     try:
         start, end = _time_range(request.GET, constants.MAX_RANGE_HOURS * 3600)
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+    except params.BadInput as exc:
+        return _bad_request(exc)
     segments = tenancy.segments_for(request.user, VIEW, device=device).filter(
         start__lt=end, end__gt=start, state__in=PLAYABLE, init_bytes__gt=0).order_by("start")
     entries = [hls.PlaylistEntry(url=reverse("recordings:video", args=[s.id]), start=s.start,
@@ -161,10 +148,9 @@ def create_export(request, device_id):
 
     device = tenancy.get_or_404(tenancy.get_device_for, request.user, device_id, EXPORT)
     try:
-        body = json.loads(request.body or b"{}")
-        start, end = _time_range(body if isinstance(body, dict) else {}, constants.EXPORT_MAX_SECONDS)
-    except ValueError as exc:
-        return HttpResponseBadRequest(str(exc))
+        start, end = _time_range(params.json_object(request.body), constants.EXPORT_MAX_SECONDS)
+    except params.BadInput as exc:
+        return _bad_request(exc)
     export = ClipExport.objects.create(device=device, requested_by=request.user, start=start, end=end)
     transaction.on_commit(lambda: export_clip_task.delay(str(export.id)))
     return JsonResponse({"id": str(export.id), "status_url": reverse("recordings:export", args=[export.id])},

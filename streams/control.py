@@ -9,6 +9,7 @@ reports what it applied, before they are saved on the Device row.
 from __future__ import annotations
 
 import re
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -29,6 +30,12 @@ ERROR_TIMEOUT = "timeout"
 ERROR_OFFLINE = "device_offline"
 ERROR_FORBIDDEN = "forbidden"
 ERROR_BUSY = "busy"
+
+# The consumer holding the device stops accepting acks this share of
+# COMMAND_TIMEOUT_SECONDS before the operator is told "timeout", so that an
+# accepted ack's result (one channel-layer hop back) reaches the operator before
+# the timer does: what the operator is told and what is saved always agree.
+ACK_MARGIN_FRACTION = 0.1
 
 
 class InvalidSettings(ValueError):
@@ -126,10 +133,26 @@ def disconnect_device(device_id, reason: str, token_id=None) -> None:
     async_to_sync(adisconnect_device)(device_id, reason, token_id)
 
 
-async def asend_command(device_id, command_id: str, settings: dict, reply_to: str) -> None:
-    """Ask the consumer holding the device to forward a command; the ack goes to reply_to."""
+def ack_deadline(sent_at: float, timeout_seconds: float) -> float:
+    """Time (same clock as sent_at) after which a device's ack of a command is ignored: not saved,
+    not reported (the operator is told "timeout" at sent_at + timeout_seconds)."""
+    return sent_at + timeout_seconds * (1 - ACK_MARGIN_FRACTION)
+
+
+async def asend_command(device_id, command_id: str, settings: dict, reply_to: str,
+                        timeout_seconds: float | None = None) -> None:
+    """Ask the consumer holding the device to forward a command; the ack goes to reply_to.
+
+    The message carries its ack deadline (wall clock), since the consumer holding
+    the device may be in another process and must ignore an ack the operator was
+    already told had timed out."""
+    from django.conf import settings as django_settings
+
+    if timeout_seconds is None:
+        timeout_seconds = django_settings.SIGHTLINE["COMMAND_TIMEOUT_SECONDS"]
     layer = get_channel_layer()
     await layer.group_send(
         device_group(device_id),
-        {"type": "device.command", "id": command_id, "settings": settings, "reply_to": reply_to},
+        {"type": "device.command", "id": command_id, "settings": settings, "reply_to": reply_to,
+         "deadline": ack_deadline(time.time(), timeout_seconds)},
     )

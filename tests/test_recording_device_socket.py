@@ -255,3 +255,41 @@ async def test_a_recorder_whose_redis_subscription_drops_subscribes_again_and_go
 async def _subscribed(service):
     clients = await broadcast.redis_client().client_list()
     return any(c.get("name") == service.client_name and int(c.get("psub", 0)) for c in clients)
+
+
+# -- persisted across a reconnect (issue 9, item 13) -------------------------------------------
+
+async def test_a_device_that_disconnects_mid_segment_learns_in_its_next_welcome_what_was_persisted(
+        token, acme_camera, queued, start_service):
+    service = await start_service(segment_seconds=30)
+    device, welcome = await connect_device(token)
+    assert welcome["persisted"] is None  # nothing recorded yet
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(15):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 15)
+    await device.disconnect()  # mid-segment: the recorder closes it with no connection there to tell
+    closed = await all_closed(acme_camera.pk, 1)
+    device, welcome = await connect_device(token)
+    segment = await database_sync_to_async(Segment.objects.get)()
+    assert welcome["persisted"] == {"segment_id": str(segment.id), "start": segment.start.isoformat(),
+                                    "end": segment.end.isoformat(), "frames": 15, "first_seq": 0, "last_seq": 14}
+    assert closed[0][1:4] == (15, 0, 14)
+    await device.disconnect()
+
+
+async def test_a_device_that_reconnects_at_once_hears_of_the_segment_its_disconnect_closed(
+        token, acme_camera, queued, start_service):
+    """Whether the segment closes before the new hello (welcome) or after it (a `persisted` message
+    to the new connection), the device learns it: the consumer joins the group, then reads."""
+    service = await start_service(segment_seconds=30)
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(8):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 8)
+    await device.disconnect()
+    device, welcome = await connect_device(token)
+    told = welcome["persisted"] or await receive_json_of_type(device, "persisted", timeout=10)
+    assert (told["first_seq"], told["last_seq"], told["frames"]) == (0, 7, 8)
+    await device.disconnect()

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
-from recordings import alerts, sessions
+from recordings import alerts, lifecycle, sessions
 from streams import auth, control, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.access import AccessWatcher
@@ -108,7 +108,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         self.limiter = IngestLimiter(self.limits)
         self.stats = StreamStats()
         self.device_stats: dict = {}
-        self.pending_commands: dict[str, tuple[str, float, dict]] = {}
+        self.pending_commands: dict[str, tuple[str, float, dict]] = {}  # id -> (reply_to, ack deadline, settings)
         self._counted = False
 
         address = auth.client_address(self.scope)
@@ -267,6 +267,8 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         await self.channel_layer.group_send(group, {"type": "device.replaced", "generation": generation})
         metrics.DEVICES_CONNECTED.inc()
         self._counted = True
+        # Read after joining the group: a segment closed from now on is a `persisted` message to us.
+        persisted = await database_sync_to_async(lifecycle.last_persisted)(device.pk)
         await self.send_message({
             "type": "welcome",
             "protocol": 1,
@@ -274,6 +276,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
             "settings": device.stream_settings,
             "limits": self.limits.for_welcome(),
             "recording": recording,
+            "persisted": persisted,
         })
         await self.presence.write_db(True, now)
         await self._announce(True, now)
@@ -294,7 +297,10 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         pending = self.pending_commands.pop(command_id, None) if isinstance(command_id, str) else None
         if pending is None:
             return  # unknown or late: the operator was already told "timeout"
-        reply_to, _sent_at, requested = pending
+        reply_to, deadline, requested = pending
+        if time.monotonic() > deadline:
+            log.info("device %s acknowledged command %.64s too late: ignored", self.device.pk, command_id)
+            return  # the operator is told "timeout"; nothing is saved (docs/protocol.md, "Commands")
         result = {"type": "command.result", "id": command_id}
         if message.get("ok") is True:
             try:
@@ -336,8 +342,8 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
                 log.warning("could not publish stats of device %s", self.device.pk, exc_info=True)
 
     def _expire_commands(self) -> None:
-        horizon = time.monotonic() - 2 * self.limits.command_timeout_seconds
-        for command_id in [cid for cid, (_, sent, _) in self.pending_commands.items() if sent < horizon]:
+        now = time.monotonic()
+        for command_id in [cid for cid, (_, deadline, _) in self.pending_commands.items() if deadline < now]:
             del self.pending_commands[command_id]
 
     async def _announce(self, online: bool, now: float) -> None:
@@ -354,7 +360,15 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
             return
         if len(self.pending_commands) >= 64:
             self._expire_commands()
-        self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic(), event["settings"])
+        now = time.time()
+        deadline = control.ack_deadline(now, self.limits.command_timeout_seconds)
+        sent_deadline = event.get("deadline")
+        if isinstance(sent_deadline, (int, float)):  # the sender's; our own reckoning caps it (clocks differ)
+            deadline = min(deadline, sent_deadline)
+        if deadline <= now:
+            return  # already past: the operator is (or is about to be) told "timeout"; do not apply it
+        self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic() + (deadline - now),
+                                              event["settings"])
         await self.send_message({"type": "command", "id": event["id"], "settings": event["settings"]})
 
     async def device_replaced(self, event):

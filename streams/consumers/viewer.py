@@ -19,9 +19,11 @@ from streams import auth, control, metrics, presence
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
-from streams.limits import MAX_PENDING_COMMANDS, Limits
+from streams.limits import BURST_SECONDS, MAX_PENDING_COMMANDS, MAX_VIEWER_TEXT_PER_SECOND, Limits
 from streams.protocol import (
+    HEADER_SIZE,
     KIND_NAMES,
+    MAX_TEXT_BYTES,
     VIEWER_MESSAGE_TYPES,
     Close,
     ProtocolError,
@@ -41,6 +43,22 @@ def _viewer_context(user, device_id):
 
 def _may_control(user, device_id) -> bool:
     return devices_for(user, CONTROL).filter(pk=device_id).exists()
+
+
+def viewer_limits(limits: Limits) -> dict:
+    """What a viewer must be able to take and may send (docs/protocol.md, section 5)."""
+    return {
+        # Frames arrive whole: the largest binary message is a frame plus its header.
+        "max_frame_bytes": limits.max_frame_bytes,
+        "max_binary_message_bytes": limits.max_frame_bytes + HEADER_SIZE,
+        "max_text_bytes": MAX_TEXT_BYTES,
+        "max_messages_per_second": MAX_VIEWER_TEXT_PER_SECOND,
+        "burst_seconds": BURST_SECONDS,
+        "heartbeat_seconds": limits.heartbeat_seconds,
+        "dead_after_seconds": limits.dead_after_seconds,
+        "command_timeout_seconds": limits.command_timeout_seconds,
+        "max_pending_commands": MAX_PENDING_COMMANDS,
+    }
 
 
 async def browser_user_or_refusal(socket: SightlineSocket):
@@ -119,6 +137,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
             },
             "role": role,
             "can_control": can_control,
+            "limits": viewer_limits(limits),
         }))
         # Subscribe before the sender starts: the welcome (control goes first)
         # then means "every frame from now on reaches you".

@@ -1,6 +1,8 @@
 """/ws/wall/<organisation_id>/: presence and stream stats for an organisation's device wall."""
 from __future__ import annotations
 
+import uuid
+
 from channels.db import database_sync_to_async
 
 from accounts.permissions import VIEW
@@ -15,6 +17,20 @@ from streams.limits import Limits
 from streams.protocol import Close, ProtocolError
 
 STATS_FIELDS = ("fps", "bitrate_bps", "seq_gaps", "capture_to_server_ms")
+
+
+def canonical_organisation_id(raw: str) -> str | None:
+    """The id in the form groups are named with (lower-case, hyphenated), or None if it is no UUID.
+
+    The tenant lookup reads any spelling uuid.UUID reads (upper-case, `urn:uuid:...`,
+    `{...}`), but channel-layer groups are named from the canonical form: a wall
+    that joined `org.URN:UUID:...` crashed the handshake, one that joined
+    `org.ABCD...` was accepted and never heard an event. So the wall works in the
+    canonical form from the URL on."""
+    try:
+        return str(uuid.UUID(raw))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def _wall_devices(user, organisation_id):
@@ -41,8 +57,8 @@ class WallConsumer(AccessWatcher, SightlineSocket):
             return
         user, failures, address = checked
         await self.watch_access(user)
-        organisation_id = self.scope["url_route"]["kwargs"]["organisation_id"]
-        devices = await database_sync_to_async(_wall_devices)(user, organisation_id)
+        organisation_id = canonical_organisation_id(self.scope["url_route"]["kwargs"]["organisation_id"])
+        devices = await database_sync_to_async(_wall_devices)(user, organisation_id) if organisation_id else None
         if devices is None:
             await failures.record(address)
             metrics.AUTH_FAILURES.labels(self.endpoint, "not_found").inc()
