@@ -35,4 +35,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"
 # Behind a load balancer: trust its X-Forwarded-* headers (set FORWARDED_ALLOW_IPS to its address).
-CMD ["sh", "-c", "exec uvicorn project.asgi:application --host 0.0.0.0 --port 8000 --lifespan off --ws-per-message-deflate false --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS:-127.0.0.1}\""]
+# --ws-max-size from the settings (WS_MAX_SIZE_BYTES), so the limits in the welcome are the ones enforced.
+CMD ["sh", "-c", "exec uvicorn project.asgi:application --host 0.0.0.0 --port 8000 --lifespan off --ws-per-message-deflate false --proxy-headers --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS:-127.0.0.1}\" --ws-max-size \"$(python manage.py ws_max_size)\""]
