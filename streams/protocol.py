@@ -276,7 +276,8 @@ def validate_hello(message: dict) -> dict:
     if message.get("protocol") != VERSION:
         raise ProtocolError(Close.UNSUPPORTED_VERSION, f"protocol {message.get('protocol')!r} is not supported (want {VERSION})")
     codecs = message.get("codecs")
-    if not isinstance(codecs, list) or not codecs or not all(c in HELLO_CODECS for c in codecs):
+    # isinstance before each set lookup: a dict or list item is unhashable and would raise TypeError.
+    if not isinstance(codecs, list) or not codecs or not all(isinstance(c, str) and c in HELLO_CODECS for c in codecs):
         raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.codecs must be a non-empty list of {sorted(HELLO_CODECS)}")
     resolution = message.get("resolution")
     if resolution is not None and not (isinstance(resolution, str) and len(resolution) <= 11 and "x" in resolution):
@@ -286,10 +287,11 @@ def validate_hello(message: dict) -> dict:
         raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.fps must be a positive number")
     audio = message.get("audio")
     if audio is not None:
-        if not isinstance(audio, dict) or audio.get("codec") not in AUDIO_CODECS:
+        if not isinstance(audio, dict) or not isinstance(audio.get("codec"), str) or audio["codec"] not in AUDIO_CODECS:
             raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.audio.codec must be one of {sorted(AUDIO_CODECS)}")
         rate, channels = audio.get("rate"), audio.get("channels")
-        if not (isinstance(rate, int) and 1000 <= rate <= 192000 and isinstance(channels, int) and 1 <= channels <= 8):
+        if not (isinstance(rate, int) and not isinstance(rate, bool) and 1000 <= rate <= 192000
+                and isinstance(channels, int) and not isinstance(channels, bool) and 1 <= channels <= 8):
             raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.audio needs rate 1000..192000 and channels 1..8")
         audio = {"codec": audio["codec"], "rate": rate, "channels": channels}
     agent = message.get("agent", "")

@@ -155,3 +155,14 @@ def test_a_bad_hello_is_refused_with_its_code(change, code):
     with pytest.raises(ProtocolError) as error:
         validate_hello({"type": "hello", "protocol": 1, "codecs": ["jpeg"], **change})
     assert error.value.code == code
+
+
+@pytest.mark.parametrize("field, value", [
+    ("codecs", [{}]), ("codecs", [["jpeg"]]), ("codecs", [None]), ("audio", {"codec": {}, "rate": 16000, "channels": 1}),
+    ("audio", {"codec": ["pcm_s16le"], "rate": 16000, "channels": 1}), ("resolution", {"w": 1}), ("agent", ["x"]),
+])
+def test_a_hello_field_of_the_wrong_type_is_refused_with_4007_not_a_type_error(field, value):
+    hello = {"type": "hello", "protocol": 1, "codecs": ["jpeg"], field: value}
+    with pytest.raises(ProtocolError) as error:
+        validate_hello(hello)
+    assert error.value.code == Close.UNEXPECTED_TEXT
