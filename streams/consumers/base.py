@@ -19,6 +19,21 @@ from streams.protocol import Close, ProtocolError, dump, parse_text
 log = logging.getLogger("streams.consumers")
 
 
+class ClientGone(Exception):
+    """Sending failed because the client has gone (uvicorn raises its ClientDisconnected, an
+    OSError, for a send after the connection closed: e.g. a message queued before a 1009)."""
+
+
+def _guarded(send):
+    async def send_or_client_gone(message):
+        try:
+            await send(message)
+        except OSError as error:
+            raise ClientGone() from error
+
+    return send_or_client_gone
+
+
 class SightlineSocket(AsyncWebsocketConsumer):
     endpoint = "socket"
     subprotocol: str | None = None
@@ -35,6 +50,9 @@ class SightlineSocket(AsyncWebsocketConsumer):
         self._cleaned_up = False
         self.text_bucket = TokenBucket(self.text_per_second, self.text_per_second * BURST_SECONDS)
 
+    async def __call__(self, scope, receive, send):
+        await super().__call__(scope, receive, _guarded(send))
+
     async def dispatch(self, message):
         # Channels' dispatch runs close_old_connections() through a thread hop
         # before every handler: a quarter of the cost of a frame. Handlers here
@@ -46,6 +64,12 @@ class SightlineSocket(AsyncWebsocketConsumer):
             await handler(message)
         except StopConsumer:
             raise
+        except ClientGone:
+            # Nothing to tell a client that is gone; its websocket.disconnect may never be read.
+            log.debug("%s socket: client gone while handling %r", self.endpoint, str(message.get("type"))[:60])
+            self.closing = True
+            await self.clean_up(1006)
+            raise StopConsumer() from None
         except Exception:
             # Left to Channels, the exception would end the ASGI call: the server
             # drops the TCP connection (the client sees 1006) and disconnect()
