@@ -1,10 +1,15 @@
 """Malformed client messages on viewer and device sockets: each closes only its own socket with a
 documented code (or gets a clear command_result error), and whatever a handler raises, the socket
 is cleaned up exactly once: the hub forgets the viewer, the device goes offline."""
+import asyncio
 import logging
 
 import pytest
 from channels.db import database_sync_to_async
+
+# Imported here, not in a test: building it runs django.setup(), whose logging configuration
+# would remove caplog's handler in the middle of a test.
+from project.asgi import application as ASGI_APPLICATION
 
 from streams import broadcast, groups, metrics
 from streams.consumers.device import DeviceConsumer
@@ -165,3 +170,37 @@ async def test_a_device_error_message_with_newlines_is_logged_on_one_line_with_e
     assert "\n" not in line and "\r" not in line and "\x1b" not in line and "\u2028" not in line
     assert line.endswith("disk full\\n2026-11-30 INFO device 0000 connected\\r\\x1b[2Jcleared\\u2028sep")
     await device.disconnect()
+
+
+async def test_a_send_to_a_device_that_is_gone_ends_its_consumer_quietly_and_takes_it_offline(
+    device_token, acme_camera, caplog
+):
+    # uvicorn raises ClientDisconnected (an OSError) for a send after the connection closed, e.g.
+    # when messages were queued before a 1009; that is no handler error and no 1011.
+    from channels.testing import WebsocketCommunicator
+
+    from tests.live_helpers import HELLO, random_address
+
+    gone = asyncio.Event()
+    inner = ASGI_APPLICATION
+
+    async def app(scope, receive, send):
+        async def send_unless_gone(message):
+            if gone.is_set() and message["type"] == "websocket.send":
+                raise OSError("client disconnected")
+            await send(message)
+
+        await inner(scope, receive, send_unless_gone)
+
+    device = WebsocketCommunicator(app, "/ws/device/", headers=[(b"authorization", f"Bearer {device_token}".encode())],
+                                   subprotocols=["sightline.v1"])
+    device.scope["client"] = (random_address(), 40000)
+    assert (await device.connect())[0]
+    await device.send_json_to(HELLO)
+    await receive_json_of_type(device, "welcome")
+    caplog.set_level(logging.DEBUG)
+    gone.set()
+    await device.send_json_to({"type": "ping", "id": 1, "ts": 0})  # its pong cannot be sent
+    await asyncio.wait_for(device.future, 5)  # the consumer ended by itself
+    assert not await broadcast.redis_client().exists(groups.presence_key(acme_camera.pk))
+    assert "client gone while handling" in caplog.text and "closing with 1011" not in caplog.text
