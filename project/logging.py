@@ -4,7 +4,68 @@ Everything goes through the root logger's one handler: Django, Channels,
 structlog loggers, uvicorn (whose own handlers are replaced) and Celery
 (settings: CELERY_WORKER_HIJACK_ROOT_LOGGER = False).
 """
+import logging
+import re
+
 import structlog
+
+# C0 and C1 control characters and the Unicode line/paragraph separators: any of
+# them in a client-supplied value (a device's error text, a path, a header) could
+# start a forged log line or rewrite the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
+
+
+def printable(value, limit: int | None = 200) -> str:
+    """A client-supplied value made safe to log: at most `limit` characters, control characters
+    escaped (a newline becomes the two characters \\n), so it stays on its log line."""
+    text = value if isinstance(value, str) else str(value)
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "…"
+    return _CONTROL.sub(_escape, text)
+
+
+# Messages the ASGI server logs with a traceback for what is only a client's fault.
+_CLIENT_FAULTS = ("Invalid UTF-8 sequence received from client",)
+
+
+class OneLinePerRecord(logging.Filter):
+    """Every record's message renders on one line, whoever logged it (our code, Django, uvicorn
+    logging a client's path): the one place that holds for every client value that reaches a log.
+
+    Tracebacks of real errors are kept; a client fault that the ASGI server logs with a
+    traceback (an invalid UTF-8 text frame) becomes one warning line naming the fault.
+    The JSON renderer escapes control characters itself (keeping the text exact), so
+    escaping here is for the console format only.
+    """
+
+    def __init__(self, escape_controls: bool = True):
+        super().__init__()
+        self.escape_controls = escape_controls
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.msg, str) and record.msg.startswith(_CLIENT_FAULTS):
+            error = record.exc_info[1]
+            record.msg = f"{record.msg.rstrip()} ({error})" if error is not None else record.msg
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if not self.escape_controls:
+            return True
+        if isinstance(record.msg, dict):  # a structlog event dict
+            record.msg = {k: printable(v, None) if isinstance(v, str) else v for k, v in record.msg.items()}
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: let logging report it as usual
+            return True
+        clean = printable(message.rstrip("\r\n"), None)
+        if clean != record.msg or record.args:
+            record.msg, record.args = clean, None
+        return True
+
 
 _SHARED = [
     structlog.contextvars.merge_contextvars,
@@ -53,8 +114,11 @@ def build_logging_config(fmt: str, level: str) -> dict:
                 "foreign_pre_chain": _SHARED,
             }
         },
-        "filters": {"per_connection": {"()": DropPerConnectionLines}},
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+        "filters": {
+            "per_connection": {"()": DropPerConnectionLines},
+            "one_line": {"()": OneLinePerRecord, "escape_controls": fmt != "json"},
+        },
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured", "filters": ["one_line"]}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.channels.server": {"level": "WARNING"},

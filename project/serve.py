@@ -13,7 +13,9 @@ it), then any options given:
   (uvicorn alone would trust 127.0.0.1 by default, i.e. anything on the host.)
 - the HTTP protocol with a deadline for request heads (project/http_protocol.py,
   HANDSHAKE_TIMEOUT_SECONDS), so half-sent upgrades are dropped;
-- no lifespan, and no permessage-deflate (docs/protocol.md section 1).
+- no lifespan, and no permessage-deflate (docs/protocol.md section 1);
+- --ws-max-size from the settings (WS_MAX_SIZE_BYTES), so the limits the welcome
+  states are the ones enforced (docs/protocol.md section 8), unless given.
 """
 from __future__ import annotations
 
@@ -44,8 +46,19 @@ def uvicorn_arguments(trusted_proxies: list[str], extra: list[str]) -> list[str]
     ]
 
 
+def ws_max_size() -> int:
+    """WS_MAX_SIZE_BYTES as the settings derive it (from MAX_MESSAGE_BYTES unless set)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    from django.conf import settings
+
+    return int(settings.SIGHTLINE["WS_MAX_SIZE_BYTES"])
+
+
 def main(argv: list[str]) -> None:
-    arguments = uvicorn_arguments(env_list("TRUSTED_PROXIES", []), argv)
+    extra = list(argv)
+    if not any(arg.startswith("--ws-max-size") for arg in extra):
+        extra += ["--ws-max-size", str(ws_max_size())]
+    arguments = uvicorn_arguments(env_list("TRUSTED_PROXIES", []), extra)
     # exec: uvicorn becomes this process, so signals (SIGTERM → close 1012) reach it directly.
     os.execv(sys.executable, [sys.executable, "-m", "uvicorn", *arguments])
 

@@ -307,9 +307,22 @@ LOGGING = build_logging_config(LOG_FORMAT, LOG_LEVEL)
 
 # Sightline's own knobs: the live path and recording limits live in
 # streams/limits.py and recordings/constants.py, overridable here.
+_MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
+_MAX_TEXT_BYTES = 64 * 1024  # streams.protocol.MAX_TEXT_BYTES (settings import no app module)
+# The largest WebSocket message the ASGI server reads at all (uvicorn --ws-max-size, daphne
+# --websocket-max-message-size, both from `manage.py ws_max_size`). Between the protocol's limits
+# and this, a client gets 4006 with an error message; above it, the server's WebSocket layer
+# closes with 1009 and no message (docs/protocol.md, sections 7 and 8).
+_WS_MAX_SIZE_BYTES = env_int("WS_MAX_SIZE_BYTES", 2 * max(_MAX_MESSAGE_BYTES, _MAX_TEXT_BYTES))
+if _WS_MAX_SIZE_BYTES <= max(_MAX_MESSAGE_BYTES, _MAX_TEXT_BYTES):
+    raise ImproperlyConfigured(
+        f"WS_MAX_SIZE_BYTES ({_WS_MAX_SIZE_BYTES}) must exceed MAX_MESSAGE_BYTES ({_MAX_MESSAGE_BYTES}) and "
+        f"the {_MAX_TEXT_BYTES}-byte text limit, or clients get 1009 instead of the documented 4006"
+    )
 SIGHTLINE = {
     "MAX_FRAME_BYTES": env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024, minimum=1024),
-    "MAX_MESSAGE_BYTES": env_int("MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024),
+    "MAX_MESSAGE_BYTES": _MAX_MESSAGE_BYTES,
+    "WS_MAX_SIZE_BYTES": _WS_MAX_SIZE_BYTES,
     "MAX_FPS": env_int("MAX_FPS", 60, minimum=1),
     "MAX_BYTES_PER_SECOND": env_int("MAX_BYTES_PER_SECOND", 8 * 1024 * 1024, minimum=1024),
     "HEARTBEAT_SECONDS": env_int("HEARTBEAT_SECONDS", 10, minimum=1),

@@ -8,6 +8,7 @@ reports what it applied, before they are saved on the Device row.
 """
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -23,6 +24,7 @@ MIN_SIDE, MAX_WIDTH, MAX_HEIGHT = 16, 7680, 4320
 # typo in a known key is an error rather than a new setting.
 GENERIC_KEY_RE = re.compile(r"^x_[a-z0-9_]{1,30}$")
 MAX_GENERIC_VALUE_CHARS = 200
+MAX_GENERIC_INT = 2**53  # integers a JavaScript page (and any JSON double) reads exactly
 MAX_KEYS = 16
 
 # Errors returned to the operator in command_result.error.
@@ -43,7 +45,10 @@ class InvalidSettings(ValueError):
 
 
 def _int_in_range(key: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    # Checked in this order so that NaN, ±inf and huge numbers never reach int().
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidSettings(f"{key} must be an integer")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
         raise InvalidSettings(f"{key} must be an integer")
     if not low <= int(value) <= high:
         raise InvalidSettings(f"{key} must be between {low} and {high}")
@@ -77,11 +82,16 @@ def validate_settings(raw, max_fps: int = 60) -> dict:
         elif isinstance(key, str) and GENERIC_KEY_RE.match(key):
             if value is not None and not isinstance(value, (str, int, float, bool)):
                 raise InvalidSettings(f"{key} must be a string, number, boolean or null")
+            # NaN and ±inf are not JSON: the database (jsonb) refuses them when the ack is saved.
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidSettings(f"{key} must be a finite number")
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_GENERIC_INT:
+                raise InvalidSettings(f"{key} must be between -{MAX_GENERIC_INT} and {MAX_GENERIC_INT}")
             if isinstance(value, str) and len(value) > MAX_GENERIC_VALUE_CHARS:
                 raise InvalidSettings(f"{key} is longer than {MAX_GENERIC_VALUE_CHARS} characters")
             clean[key] = value
         else:
-            raise InvalidSettings(f"unknown setting {key!r} (generic settings start with x_)")
+            raise InvalidSettings(f"unknown setting {str(key)[:40]!r} (generic settings start with x_)")
     return clean
 
 

@@ -20,6 +20,7 @@ a ProtocolError carrying the close code the server uses for it.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 
@@ -60,6 +61,7 @@ class Close:
     REPLACED = 4012  # the same device connected again elsewhere; newest wins
     ACCESS_REVOKED = 4013  # a person's access changed under an open browser socket (accounts/signals.py)
     DEVICE_BUSY = 4014  # browser publishing to a connected device without a confirmed takeover
+    SERVER_ERROR = 1011  # a server-side handler failed; sent after an error message
     NOT_AUTHENTICATED = 4401  # viewer without a session
     FORBIDDEN = 4403  # bad Origin, or role does not allow the endpoint
     NOT_FOUND = 4404  # device does not exist or is not the user's
@@ -219,17 +221,48 @@ VIEWER_MESSAGE_TYPES = {"ping", "pong", "command", "subscribe"}
 MAX_TEXT_BYTES = 64 * 1024
 
 
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 parses to inf
+        raise _NonFiniteNumber(literal)
+    return value
+
+
+def _reject_constant(name: str):
+    raise _NonFiniteNumber(name)  # NaN, Infinity, -Infinity: not JSON (RFC 8259), yet json.loads takes them
+
+
+def loads_strict(text: str):
+    """json.loads that refuses what RFC 8259 JSON cannot hold: NaN, Infinity and numbers
+    too large for a double, so no handler ever meets a non-finite number."""
+    return json.loads(text, parse_float=_finite_float, parse_constant=_reject_constant)
+
+
+def text_size(text: str) -> int:
+    """UTF-8 size of a text message (encoding only when the character count could be misleading)."""
+    return len(text) if len(text) * 4 <= MAX_TEXT_BYTES or text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 def parse_text(text: str, allowed: set[str]) -> dict:
-    if len(text) > MAX_TEXT_BYTES:
+    """Decode a client's text message: a JSON object of an allowed string type, finite numbers only."""
+    if text_size(text) > MAX_TEXT_BYTES:
         raise ProtocolError(Close.OVERSIZED, f"text message over {MAX_TEXT_BYTES} bytes")
     try:
-        message = json.loads(text)
+        message = loads_strict(text)
+    except _NonFiniteNumber as error:
+        raise ProtocolError(
+            Close.UNEXPECTED_TEXT, f"text message holds a non-finite number ({str(error)[:20]}): not valid JSON"
+        ) from None
     except (ValueError, RecursionError):
         raise ProtocolError(Close.UNEXPECTED_TEXT, "text message is not valid JSON") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise ProtocolError(Close.UNEXPECTED_TEXT, "text message must be a JSON object with a string 'type'")
     if message["type"] not in allowed:
-        raise ProtocolError(Close.UNEXPECTED_TEXT, f"unknown message type {message['type']!r}")
+        raise ProtocolError(Close.UNEXPECTED_TEXT, f"unknown message type {message['type'][:40]!r}")
     return message
 
 
@@ -246,7 +279,8 @@ def validate_hello(message: dict) -> dict:
     if message.get("protocol") != VERSION:
         raise ProtocolError(Close.UNSUPPORTED_VERSION, f"protocol {message.get('protocol')!r} is not supported (want {VERSION})")
     codecs = message.get("codecs")
-    if not isinstance(codecs, list) or not codecs or not all(c in HELLO_CODECS for c in codecs):
+    # isinstance before each set lookup: a dict or list item is unhashable and would raise TypeError.
+    if not isinstance(codecs, list) or not codecs or not all(isinstance(c, str) and c in HELLO_CODECS for c in codecs):
         raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.codecs must be a non-empty list of {sorted(HELLO_CODECS)}")
     resolution = message.get("resolution")
     if resolution is not None and not (isinstance(resolution, str) and len(resolution) <= 11 and "x" in resolution):
@@ -256,10 +290,11 @@ def validate_hello(message: dict) -> dict:
         raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.fps must be a positive number")
     audio = message.get("audio")
     if audio is not None:
-        if not isinstance(audio, dict) or audio.get("codec") not in AUDIO_CODECS:
+        if not isinstance(audio, dict) or not isinstance(audio.get("codec"), str) or audio["codec"] not in AUDIO_CODECS:
             raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.audio.codec must be one of {sorted(AUDIO_CODECS)}")
         rate, channels = audio.get("rate"), audio.get("channels")
-        if not (isinstance(rate, int) and 1000 <= rate <= 192000 and isinstance(channels, int) and 1 <= channels <= 8):
+        if not (isinstance(rate, int) and not isinstance(rate, bool) and 1000 <= rate <= 192000
+                and isinstance(channels, int) and not isinstance(channels, bool) and 1 <= channels <= 8):
             raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.audio needs rate 1000..192000 and channels 1..8")
         audio = {"codec": audio["codec"], "rate": rate, "channels": channels}
     agent = message.get("agent", "")

@@ -120,6 +120,20 @@ def test_invalid_settings_are_refused_with_a_reason(settings, message):
         control.validate_settings(settings)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e400, -1e400])
+@pytest.mark.parametrize("key", ["brightness", "contrast", "fps", "x_key"])
+def test_non_finite_numbers_are_refused_as_invalid_settings_never_with_another_error(key, value):
+    # NaN once reached int() (ValueError) and, as an x_ value, the database (IntegrityError).
+    with pytest.raises(control.InvalidSettings, match=key):
+        control.validate_settings({key: value})
+
+
+def test_a_generic_integer_beyond_what_a_double_holds_exactly_is_refused():
+    with pytest.raises(control.InvalidSettings, match="x_big"):
+        control.validate_settings({"x_big": 10**400})
+    assert control.validate_settings({"x_big": 2**53}) == {"x_big": 2**53}
+
+
 def test_fps_is_capped_by_the_servers_max_fps():
     with pytest.raises(control.InvalidSettings):
         control.validate_settings({"fps": 30}, max_fps=25)

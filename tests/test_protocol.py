@@ -112,6 +112,26 @@ def test_text_messages_must_be_json_objects_of_an_allowed_type():
     assert error.value.code == Close.OVERSIZED
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "[1e999]", '{"a":{"b":NaN}}'])
+def test_text_with_a_non_finite_number_is_refused_with_4007_at_parse_time(number):
+    # json.loads accepts these, and 1e400 becomes inf: no handler may ever meet them.
+    with pytest.raises(ProtocolError) as error:
+        parse_text('{"type":"ping","id":%s}' % number, {"ping"})
+    assert error.value.code == Close.UNEXPECTED_TEXT and "non-finite" in error.value.message
+
+
+def test_large_but_finite_numbers_still_parse():
+    assert parse_text('{"type":"ping","id":1e308,"n":-2.5e-300}', {"ping"})["id"] == 1e308
+
+
+def test_the_text_limit_counts_utf8_bytes_not_characters():
+    emoji = "\U0001F600" * (protocol.MAX_TEXT_BYTES // 4 + 100)  # a quarter of the limit in characters
+    with pytest.raises(ProtocolError) as error:
+        parse_text(json.dumps({"type": "ping", "p": emoji}, ensure_ascii=False), {"ping"})
+    assert error.value.code == Close.OVERSIZED
+    assert parse_text(json.dumps({"type": "ping", "p": "\u00e9" * 30000}, ensure_ascii=False), {"ping"})
+
+
 def test_a_complete_hello_is_accepted_and_cleaned():
     hello = validate_hello({"type": "hello", "protocol": 1, "codecs": ["h264"], "resolution": "1280x720", "fps": 30,
                             "audio": {"codec": "pcm_s16le", "rate": 16000, "channels": 1, "extra": 1},
@@ -135,3 +155,14 @@ def test_a_bad_hello_is_refused_with_its_code(change, code):
     with pytest.raises(ProtocolError) as error:
         validate_hello({"type": "hello", "protocol": 1, "codecs": ["jpeg"], **change})
     assert error.value.code == code
+
+
+@pytest.mark.parametrize("field, value", [
+    ("codecs", [{}]), ("codecs", [["jpeg"]]), ("codecs", [None]), ("audio", {"codec": {}, "rate": 16000, "channels": 1}),
+    ("audio", {"codec": ["pcm_s16le"], "rate": 16000, "channels": 1}), ("resolution", {"w": 1}), ("agent", ["x"]),
+])
+def test_a_hello_field_of_the_wrong_type_is_refused_with_4007_not_a_type_error(field, value):
+    hello = {"type": "hello", "protocol": 1, "codecs": ["jpeg"], field: value}
+    with pytest.raises(ProtocolError) as error:
+        validate_hello(hello)
+    assert error.value.code == Close.UNEXPECTED_TEXT

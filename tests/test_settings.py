@@ -40,6 +40,8 @@ def _start(**overrides):
         ("REDIS_URL", "redis://:hunter2@localhost:notaport/0"),
         ("DEBUG", "maybe"),
         ("MAX_FPS", "fast"),
+        ("WS_MAX_SIZE_BYTES", "1000"),  # not above MAX_MESSAGE_BYTES: clients would get 1009, not 4006
+        ("WS_MAX_SIZE_BYTES", "big"),
     ],
 )
 def test_a_bad_value_fails_at_start_naming_the_variable(variable, value):

@@ -1,5 +1,6 @@
 """What every Sightline socket shares: refusing with a documented close code, heartbeats,
-and a dispatch without Channels' per-message database clean-up."""
+a dispatch without Channels' per-message database clean-up, and clean-up that runs
+exactly once however the socket ends (a client close, a refusal, or a handler that raised)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,8 @@ import logging
 import time
 
 from channels.consumer import get_handler_name
+from channels.db import aclose_old_connections
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from streams import metrics
@@ -14,6 +17,21 @@ from streams.limits import BURST_SECONDS, MAX_VIEWER_TEXT_PER_SECOND, TokenBucke
 from streams.protocol import Close, ProtocolError, dump, parse_text
 
 log = logging.getLogger("streams.consumers")
+
+
+class ClientGone(Exception):
+    """Sending failed because the client has gone (uvicorn raises its ClientDisconnected, an
+    OSError, for a send after the connection closed: e.g. a message queued before a 1009)."""
+
+
+def _guarded(send):
+    async def send_or_client_gone(message):
+        try:
+            await send(message)
+        except OSError as error:
+            raise ClientGone() from error
+
+    return send_or_client_gone
 
 
 class SightlineSocket(AsyncWebsocketConsumer):
@@ -29,16 +47,66 @@ class SightlineSocket(AsyncWebsocketConsumer):
         self.heartbeat_seconds: float = 10
         self.dead_after_seconds: float = 30
         self._tasks: list[asyncio.Task] = []
+        self._cleaned_up = False
         self.text_bucket = TokenBucket(self.text_per_second, self.text_per_second * BURST_SECONDS)
+
+    async def __call__(self, scope, receive, send):
+        await super().__call__(scope, receive, _guarded(send))
 
     async def dispatch(self, message):
         # Channels' dispatch runs close_old_connections() through a thread hop
         # before every handler: a quarter of the cost of a frame. Handlers here
         # reach the database only via database_sync_to_async, which cleans up itself.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            handler = getattr(self, get_handler_name(message), None)
+            if handler is None:
+                raise ValueError(f"No handler for message type {message['type']!r}")
+            await handler(message)
+        except StopConsumer:
+            raise
+        except ClientGone:
+            # Nothing to tell a client that is gone; its websocket.disconnect may never be read.
+            log.debug("%s socket: client gone while handling %r", self.endpoint, str(message.get("type"))[:60])
+            self.closing = True
+            await self.clean_up(1006)
+            raise StopConsumer() from None
+        except Exception:
+            # Left to Channels, the exception would end the ASGI call: the server
+            # drops the TCP connection (the client sees 1006) and disconnect()
+            # never runs, so the hub, groups and tasks would keep this socket forever.
+            await self.handler_failed(message)
+            raise StopConsumer() from None
+
+    async def handler_failed(self, message) -> None:
+        """A handler raised: log it once, close with 1011 after an error message, clean up."""
+        log.exception(
+            "%s socket: handler for %r raised; closing with %s",
+            self.endpoint, str(message.get("type"))[:60], Close.SERVER_ERROR,
+        )
+        await self.refuse(Close.SERVER_ERROR, "internal server error")
+        await self.clean_up(Close.SERVER_ERROR)
+
+    async def websocket_disconnect(self, message):
+        await self.clean_up(message.get("code", 1006))
+        await aclose_old_connections()
+        raise StopConsumer()
+
+    async def clean_up(self, code: int) -> None:
+        """Leave groups, run disconnect() and stop tasks: once, whatever ended the socket."""
+        if self._cleaned_up:
+            return
+        self._cleaned_up = True
+        self.closing = True
+        for group in self.groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # the group entry expires with the channel layer's group_expiry
+                log.warning("%s socket: could not leave group %s", self.endpoint, group, exc_info=True)
+        try:
+            await self.disconnect(code)
+        except Exception:
+            log.exception("%s socket: disconnect() raised", self.endpoint)
+        await self.stop_tasks()
 
     async def accept_socket(self) -> None:
         await self.accept(self.subprotocol)

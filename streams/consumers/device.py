@@ -9,6 +9,7 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
+from project.logging import printable
 from recordings import alerts, lifecycle, sessions
 from streams import auth, control, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
@@ -247,7 +248,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         elif kind == "stats":
             self.device_stats = {k: v for k, v in message.items() if isinstance(v, (int, float, str)) and k != "type"}
         elif kind == "error":
-            log.info("device %s reported an error: %.200s", self.device.pk, message.get("message"))
+            log.info("device %s reported an error: %s", self.device.pk, printable(message.get("message")))
         # "pong": being heard is all it is for.
 
     async def _on_hello(self, hello: dict) -> None:
@@ -283,7 +284,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         self.start_task(self._publish_stats(), "stats")
         if recording and not await sessions.recorders_alive(redis_client(), prefix(), now):
             await self._no_recorder()
-        log.info("device %s connected (agent %.80s)", device.pk, hello.get("agent"))
+        log.info("device %s connected (agent %s)", device.pk, printable(hello.get("agent"), 80))
 
     async def _no_recorder(self) -> None:
         """Recording is on but no recorder process is running: say so to the device and the owner."""
@@ -396,11 +397,12 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
     # -- end -----------------------------------------------------------------------
 
     async def disconnect(self, code):
+        # Runs once (SightlineSocket.clean_up), also after connect() failed half-way.
         self.closing = True
         await self.stop_tasks()
-        if self._counted:
+        if getattr(self, "_counted", False):
             metrics.DEVICES_CONNECTED.dec()
-        if self.presence is None:
+        if getattr(self, "presence", None) is None:
             return
         try:
             if await self.presence.release():

@@ -183,7 +183,8 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         if names is None:
             self.outbox.kinds = None
             return
-        if not isinstance(names, list) or not all(name in _KIND_BY_NAME for name in names):
+        # isinstance first: a dict or list item is unhashable and would raise in the lookup.
+        if not isinstance(names, list) or not all(isinstance(name, str) and name in _KIND_BY_NAME for name in names):
             raise ProtocolError(Close.UNEXPECTED_TEXT, f"subscribe.kinds must be a list of {sorted(_KIND_BY_NAME)}")
         self.outbox.kinds = frozenset(_KIND_BY_NAME[name] for name in names)
 
@@ -235,10 +236,12 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         self._result(client_id, ok=bool(event.get("ok")), applied=event.get("applied"), error=event.get("error"))
 
     async def disconnect(self, code):
+        # Runs once (SightlineSocket.clean_up), also after connect() failed half-way.
         self.closing = True
-        for _client_id, timer in self.pending.values():
+        pending = getattr(self, "pending", {})
+        for _client_id, timer in pending.values():
             timer.cancel()
-        self.pending.clear()
-        if self.outbox is not None:
+        pending.clear()
+        if getattr(self, "outbox", None) is not None:
             await get_hub().remove_viewer(self.device.pk, self.outbox)
         await self.stop_tasks()
