@@ -21,7 +21,6 @@ from tests.support import free_port, subprocess_database_url, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 UVICORN = ROOT / ".venv" / "bin" / "uvicorn"
-ORIGIN = "http://localhost"
 
 
 def server_env(**overrides) -> dict:
@@ -107,7 +106,7 @@ async def open_device(server: LiveServer, token: str, **kwargs):
 async def open_viewer(server: LiveServer, device_id, sessionid: str, **kwargs):
     return await websockets.connect(
         f"{server.ws_url}/ws/view/{device_id}/", additional_headers={"Cookie": f"sessionid={sessionid}"},
-        origin=ORIGIN, max_size=None, compression=None, open_timeout=20, **kwargs,
+        origin=server.ws_url.replace("ws://", "http://", 1), max_size=None, compression=None, open_timeout=20, **kwargs,
     )
 
 

@@ -158,7 +158,7 @@ class Viewer:
     async def start(self) -> None:
         self.ws = await websockets.connect(
             f"ws://127.0.0.1:{self.port}/ws/view/{self.device_id}/",
-            additional_headers={"Cookie": f"sessionid={self.sessionid}"}, origin="http://localhost",
+            additional_headers={"Cookie": f"sessionid={self.sessionid}"}, origin=f"http://127.0.0.1:{self.port}",
             compression=None, max_size=None,
         )
         self.task = asyncio.create_task(self._receive())
