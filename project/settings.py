@@ -274,3 +274,9 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive: set one")
 # How long an invitation link works (hours).
 INVITE_MAX_AGE_HOURS = env_int("INVITE_MAX_AGE_HOURS", 72, minimum=1)
+
+# HSTS (docs/deployment.md, "TLS"): browsers that reached the portal over HTTPS refuse
+# plain HTTP to it for this many seconds. 0 (the default) sends no header; Django sends
+# it only on HTTPS responses, so it applies when scripts/run serves TLS itself (TLS=...)
+# or a proxy says the request was HTTPS. Start small: a browser remembers it.
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 0, minimum=0)
