@@ -15,7 +15,13 @@ from project import tls as local_ca
 from streams import protocol
 from streams.agent import cli
 from streams.agent.reconnect import EXIT_USAGE
-from streams.agent.tls import INSECURE_MARK, TlsSetupError, client_context, untrusted_message
+from streams.agent.tls import (
+    INSECURE_MARK,
+    TlsSetupError,
+    client_context,
+    handshake_failed_message,
+    untrusted_message,
+)
 from tests.integration.test_live_two_processes import free_port, next_json, wait_for_port
 from tests.support import wait_until
 from tests.test_agent_integration import PYTHON, ROOT, UVICORN, next_frame, rows, server_env, stop  # noqa: F401
@@ -201,3 +207,11 @@ def test_served_over_tls_the_portal_sends_hsts_and_secure_cookies(tls_server, ce
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         urllib.request.urlopen(f"https://127.0.0.1:{tls_server}/healthz", timeout=10,
                                context=trusting(certificates["wrong_ca"]))
+
+
+def test_a_tls_handshake_with_a_plain_server_says_the_port_may_not_serve_tls():
+    error = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")
+    error.reason = "WRONG_VERSION_NUMBER"
+    message = handshake_failed_message("wss://127.0.0.1:8000/ws/device/", error)
+    assert message == ("TLS handshake with 127.0.0.1:8000 failed (WRONG_VERSION_NUMBER): the server does not "
+                       "seem to serve TLS on this port (a plain ws:// endpoint?)")

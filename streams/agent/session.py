@@ -50,7 +50,7 @@ from streams.agent.reconnect import (
 )
 from streams.agent.sources import SourceUnavailable
 from streams.agent.status import Counters, StatusLine
-from streams.agent.tls import client_context, untrusted_message
+from streams.agent.tls import client_context, handshake_failed_message, untrusted_message
 from streams.protocol import KIND_AUDIO, KIND_METADATA, encode_frame
 
 WELCOME_TIMEOUT_SECONDS = 10.0
@@ -186,6 +186,9 @@ class Agent:
             return None, False
         except ssl.SSLCertVerificationError as error:  # retried with backoff, like any failed connection
             self.status.error(untrusted_message(self.config.url, error, self.config.ca_file))
+            return None, False
+        except ssl.SSLError as error:
+            self.status.error(handshake_failed_message(self.config.url, error))
             return None, False
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as error:
             self.status.error(f"cannot connect to {self.config.url}: {error or type(error).__name__}")

@@ -60,3 +60,12 @@ def untrusted_message(url: str, error: ssl.SSLCertVerificationError, ca_file: st
         fix = ("pass --ca-file PATH with the CA that signed it (for `scripts/run` with TLS=self-signed: "
                "var/tls/ca.pem on the server)")
     return f"the server's certificate at {host} is not trusted ({reason}): {fix}"
+
+
+def handshake_failed_message(url: str, error: ssl.SSLError) -> str:
+    """One line for a TLS handshake that failed for another reason than the certificate."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    reason = getattr(error, "reason", None) or str(error)
+    hint = (": the server does not seem to serve TLS on this port (a plain ws:// endpoint?)"
+            if "WRONG_VERSION_NUMBER" in str(reason).upper() or "RECORD_LAYER_FAILURE" in str(reason).upper() else "")
+    return f"TLS handshake with {host} failed ({reason}){hint}"
