@@ -363,3 +363,4 @@ if EMAIL_USE_TLS and EMAIL_USE_SSL:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are mutually exclusive: set one")
 # How long an invitation link works (hours).
 INVITE_MAX_AGE_HOURS = env_int("INVITE_MAX_AGE_HOURS", 72, minimum=1)
+

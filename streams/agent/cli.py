@@ -21,6 +21,7 @@ from streams.agent.rtsp import RtspCamera, redact_url, url_secrets
 from streams.agent.session import Agent, AgentConfig
 from streams.agent.sources import SourceUnavailable, open_source
 from streams.agent.status import Counters, StatusLine
+from streams.agent.tls import INSECURE_MARK, INSECURE_WARNING, TlsSetupError, client_context
 from streams.tokens import MalformedToken, redact, split
 
 TOKEN_ENV = "SIGHTLINE_DEVICE_TOKEN"
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--local-settings", action="store_true",
                         help="keep --fps/--resolution instead of the settings stored on the server "
                              "(operator commands still apply)")
+    parser.add_argument("--ca-file", metavar="PATH",
+                        help="wss://: also trust this CA certificate (PEM), e.g. var/tls/ca.pem of a portal "
+                             "started with TLS=self-signed (default: the system's CAs only)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="wss://: do not check the server's certificate at all (testing only; warned loudly)")
     parser.add_argument("--version", action="version", version=AGENT_NAME)
     return parser
 
@@ -97,11 +103,16 @@ def config_from_args(args) -> AgentConfig:
         raise AgentExit(EXIT_USAGE, "--frames must be positive")
     if not args.url.startswith(("ws://", "wss://")):
         raise AgentExit(EXIT_USAGE, "--url must start with ws:// or wss://")
+    try:
+        client_context(args.url, args.ca_file, args.insecure)
+    except TlsSetupError as error:
+        raise AgentExit(EXIT_USAGE, str(error)) from None
     return AgentConfig(
         url=args.url, token=read_token(args.token_file), auth=args.auth, codec=args.codec,
         audio=args.audio, metadata=args.metadata,
         fps=args.fps, width=width, height=height, duration=args.duration, frames=args.frames,
         name=args.name, use_server_settings=not args.local_settings,
+        ca_file=args.ca_file, insecure=args.insecure,
     )
 
 
@@ -145,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         except SourceUnavailable as error:
             raise AgentExit(EXIT_USAGE, str(error)) from None
         encoder = make_encoder(config.codec, args.jpeg_quality)
+        if config.insecure:
+            status.warning(INSECURE_WARNING)
+            status.mark = INSECURE_MARK
         status.event(f"{AGENT_NAME}{' ' + config.name if config.name else ''}: {source.description}, "
                      f"{config.codec}{' + audio' if config.audio else ''} → {config.url} "
                      f"(token {redact(config.token)}, auth by {config.auth})")

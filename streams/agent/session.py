@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from streams.agent.reconnect import (
 )
 from streams.agent.sources import SourceUnavailable
 from streams.agent.status import Counters, StatusLine
+from streams.agent.tls import client_context, handshake_failed_message, untrusted_message
 from streams.protocol import KIND_AUDIO, KIND_METADATA, encode_frame
 
 WELCOME_TIMEOUT_SECONDS = 10.0
@@ -73,6 +75,8 @@ class AgentConfig:
     frames: int | None = None
     name: str = ""
     use_server_settings: bool = True
+    ca_file: str | None = None  # wss://: also trust this CA (streams/agent/tls.py)
+    insecure: bool = False  # wss://: check no certificate (warned loudly)
 
     def connect_arguments(self) -> dict:
         """How the token travels: a header, or the subprotocol list (never the URL)."""
@@ -105,6 +109,7 @@ class Agent:
         self._send_lock = asyncio.Lock()
         self._ping_id = 0
         self._oversized_warned = False
+        self.ssl_context = client_context(config.url, config.ca_file, config.insecure)
 
     # -- the whole run -------------------------------------------------------------
 
@@ -167,16 +172,23 @@ class Agent:
         """One connection. Returns (close code or None, whether a welcome arrived)."""
         self.counters.state = "connecting"
         self.last_server_error = None
+        tls = {"ssl": self.ssl_context} if self.ssl_context is not None else {}
         try:
             ws = await websockets.connect(
                 self.config.url, compression=None, open_timeout=10, close_timeout=2,
-                max_size=1024 * 1024, user_agent_header=AGENT_NAME, **self.config.connect_arguments(),
+                max_size=1024 * 1024, user_agent_header=AGENT_NAME, **self.config.connect_arguments(), **tls,
             )
         except InvalidURI as error:
             raise AgentExit(EXIT_USAGE, f"bad --url: {error}") from None
         except InvalidStatus as error:
             self.status.error(f"the server refused the WebSocket handshake with HTTP "
                               f"{error.response.status_code} (is --url the /ws/device/ endpoint?)")
+            return None, False
+        except ssl.SSLCertVerificationError as error:  # retried with backoff, like any failed connection
+            self.status.error(untrusted_message(self.config.url, error, self.config.ca_file))
+            return None, False
+        except ssl.SSLError as error:
+            self.status.error(handshake_failed_message(self.config.url, error))
             return None, False
         except (OSError, asyncio.TimeoutError, InvalidHandshake) as error:
             self.status.error(f"cannot connect to {self.config.url}: {error or type(error).__name__}")

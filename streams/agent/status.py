@@ -78,6 +78,7 @@ class StatusLine:
         self._last_log = float("-inf")
         self._drawn = False
         self._secrets: list[tuple[str, str]] = []
+        self.mark = ""  # shown before every status line (e.g. INSECURE with --insecure)
 
     def hide(self, secret: str, shown_as: str) -> None:
         """Never write `secret` (the token), whatever message it ends up in (e.g. a library's error)."""
@@ -104,11 +105,14 @@ class StatusLine:
             return
         now = time.monotonic() if now is None else now
         if self.interactive:
-            self._write("\r\033[K" + self.counters.line(now))
+            self._write("\r\033[K" + self._line(now))
             self._drawn = True
         elif now - self._last_log >= LOG_EVERY_SECONDS:
             self._last_log = now
-            self._write(self.counters.line(now) + "\n")
+            self._write(self._line(now) + "\n")
+
+    def _line(self, now: float) -> str:
+        return f"{self.mark} {self.counters.line(now)}" if self.mark else self.counters.line(now)
 
     def event(self, message: str) -> None:
         if self.quiet:
@@ -120,7 +124,12 @@ class StatusLine:
         self._clear()
         self._write(f"{time.strftime('%H:%M:%S')} error: {message}\n")
 
+    def warning(self, message: str) -> None:
+        """Written even with --quiet: something the person running the agent must know."""
+        self._clear()
+        self._write(f"{time.strftime('%H:%M:%S')} WARNING: {message}\n")
+
     def finish(self) -> None:
         if not self.quiet and self.interactive:
             self._clear()
-            self._write(self.counters.line(time.monotonic()) + "\n")
+            self._write(self._line(time.monotonic()) + "\n")

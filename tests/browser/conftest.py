@@ -1,12 +1,20 @@
 """Browser tests: a real daphne server, the recorder process, Redis, a Celery worker and the
 reference device agent, against the test database, driven through Playwright with Debian's Chromium.
 
+The whole tier runs twice (test ids end in [http] and [https]): over plain HTTP/WS with daphne,
+then over HTTPS/WSS with uvicorn serving a local CA's certificate as `TLS=self-signed bash
+scripts/run` does. Chromium trusts that CA for real, through an NSS database in a private HOME
+(certutil, Debian's libnss3-tools); agents get --ca-file; Playwright's own requests
+(page.request) trust it through NODE_EXTRA_CA_CERTS. Without certutil the [https] half is
+skipped, said in the skip reason. `-k "not https"` runs one half only.
+
 Everything the tests wait for is state the pages expose on window.sightline; there are no
 sleeps. Every process started here is stopped in a finaliser.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,6 +36,7 @@ CHROMIUM_ARGS = [
     "--disable-sync", "--no-first-run", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
 ]
 PASSWORD = "password"  # tests/conftest.py personas
+SCHEMES = ("http", "https")
 
 
 class Process:
@@ -81,24 +90,65 @@ def stack_env(django_db_setup, tmp_path_factory):
     env["_LOG_DIR"] = str(tmp_path_factory.mktemp("stack-logs"))
     # Invitation emails land as files the tests read (tests/browser/test_members.py).
     env["EMAIL_BACKEND"] = "django.core.mail.backends.filebased.EmailBackend"
-    env["EMAIL_FILE_PATH"] = str(tmp_path_factory.mktemp("mail"))
+    env["EMAIL_FILE_PATH"] = str(tmp_path_factory.mktemp("mail"))  # one per scheme: see server()
     return env
 
 
+@pytest.fixture(scope="session", params=SCHEMES)
+def scheme(request):
+    if request.param == "https" and not shutil.which("certutil"):
+        pytest.skip("the [https] browser tier needs certutil to make Chromium trust the test CA: "
+                    "as root, apt-get install libnss3-tools (bash scripts/test does when it may)")
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def server(stack_env):
-    """daphne serving project.asgi on a free port, with static files collected (DEBUG is off),
-    and the recorder process that records what it publishes."""
-    log_dir = Path(stack_env["_LOG_DIR"])
+def browser_tls(tmp_path_factory):
+    """A local CA and server certificate (project/tls.py, as TLS=self-signed makes them), and a
+    HOME whose NSS database trusts the CA: Chromium on Linux reads $HOME/.pki/nssdb."""
+    from project import tls
+
+    base = tmp_path_factory.mktemp("browser-tls")
+    files = tls.ensure_self_signed(base / "tls", tls.server_names("127.0.0.1"))
+    nssdb = base / "home" / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    for args in (["-N", "--empty-password"], ["-A", "-t", "C,,", "-n", "Sightline test CA", "-i", str(files.ca)]):
+        subprocess.run(["certutil", "-d", f"sql:{nssdb}", *args], check=True, capture_output=True, timeout=30)
+    return {"ca": files.ca, "cert": files.cert, "key": files.key, "home": base / "home"}
+
+
+@pytest.fixture(scope="session")
+def static_files(stack_env):
     subprocess.run([str(VENV_BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v", "0"],
                    cwd=ROOT, env=stack_env, check=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def server(stack_env, static_files, scheme, request):
+    """The portal on a free port with static files collected (DEBUG is off), and the recorder
+    process that records what it publishes: daphne over HTTP, or uvicorn over HTTPS."""
+    log_dir = Path(stack_env["_LOG_DIR"])
     port = free_port()
-    proc = Process("daphne", [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "project.asgi:application"],
-                   stack_env, log_dir)
-    url = f"http://127.0.0.1:{port}"
+    ca = None
+    # Each half invites the same addresses: its server writes mail to a directory of its own
+    # (tests read stack_env["EMAIL_FILE_PATH"]).
+    stack_env["EMAIL_FILE_PATH"] = str(request.getfixturevalue("tmp_path_factory").mktemp(f"mail-{scheme}"))
+    if scheme == "https":
+        tls = request.getfixturevalue("browser_tls")
+        ca = tls["ca"]
+        # What scripts/run does when it serves TLS.
+        env = {**stack_env, "SECURE_COOKIES": "1"}
+        proc = Process("uvicorn-tls", [str(VENV_BIN / "uvicorn"), "project.asgi:application", "--host", "127.0.0.1",
+                                       "--port", str(port), "--lifespan", "off", "--ws-per-message-deflate", "false",
+                                       "--ssl-certfile", str(tls["cert"]), "--ssl-keyfile", str(tls["key"])],
+                       env, log_dir)
+    else:
+        proc = Process("daphne", [str(VENV_BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port),
+                                  "project.asgi:application"], stack_env, log_dir)
+    url = f"{scheme}://127.0.0.1:{port}"
 
     def answers():
-        assert proc.alive(), f"daphne exited:\n{proc.output()}"
+        assert proc.alive(), f"{proc.name} exited:\n{proc.output()}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return True
@@ -107,9 +157,10 @@ def server(stack_env):
 
     recorder = None
     try:
-        wait_until(answers, 30, "daphne to listen")
-        recorder = start_recorder(stack_env, log_dir / "recorder.log")
-        yield {"url": url, "port": port, "ws": f"ws://127.0.0.1:{port}", "process": proc}
+        wait_until(answers, 30, f"{proc.name} to listen")
+        recorder = start_recorder(stack_env, log_dir / f"recorder-{scheme}.log")
+        yield {"url": url, "port": port, "ws": f"{'wss' if ca else 'ws'}://127.0.0.1:{port}", "process": proc,
+               "scheme": scheme, "ca": ca}
     finally:
         proc.stop()
         if recorder is not None:
@@ -147,6 +198,7 @@ def start_agent(server, stack_env, tmp_path):
         token_file.chmod(0o600)
         proc = Process(f"agent-{device.pk}", [str(VENV_BIN / "python"), "-m", "streams.agent",
                                               "--url", f"{server['ws']}/ws/device/", "--token-file", str(token_file),
+                                              *(["--ca-file", str(server["ca"])] if server["ca"] else []),
                                               *extra], stack_env, Path(stack_env["_LOG_DIR"]))
         started.append(proc)
         return proc
@@ -157,24 +209,34 @@ def start_agent(server, stack_env, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def playwright_browser():
-    """One Chromium per test module: closed (and Playwright's loop stopped) before the next
-    module, so tests outside tests/browser never run beside it."""
+def playwright_browser(server, request):
+    """One Chromium per test module (and scheme): closed (and Playwright's loop stopped) before
+    the next module, so tests outside tests/browser never run beside it. Over HTTPS it trusts
+    the test CA the way a person would: in its NSS database, no --ignore-certificate-errors."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an asyncio loop running in this thread, which makes Django
     # refuse the ORM calls the tests make between browser steps. Those calls are ordinary
     # blocking test code, so allow them while the browser is up (this process, this module only).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    launch_env, node_ca = None, os.environ.get("NODE_EXTRA_CA_CERTS")
+    if server["ca"]:
+        launch_env = {**os.environ, "HOME": str(request.getfixturevalue("browser_tls")["home"])}
+        # Playwright's driver (Node) makes page.request's requests: it reads this at its start.
+        os.environ["NODE_EXTRA_CA_CERTS"] = str(server["ca"])
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=launch_env)
             try:
                 yield browser
             finally:
                 browser.close()
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        if node_ca is None:
+            os.environ.pop("NODE_EXTRA_CA_CERTS", None)
+        else:
+            os.environ["NODE_EXTRA_CA_CERTS"] = node_ca
 
 
 def use_server_password_hasher(username: str, password: str):

@@ -29,7 +29,7 @@ def test_an_outsiders_direct_urls_get_404(personas, acme_camera, portal):
     statuses = {url: page.request.get(url).status for url in urls}
     assert set(statuses.values()) == {404}, statuses
     close_codes = page.evaluate("""(paths) => Promise.all(paths.map((path) => new Promise((resolve) => {
-        const ws = new WebSocket(`ws://${location.host}${path}`);
+        const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`);
         ws.onclose = (event) => resolve(event.code);
     })))""", [f"/ws/view/{acme_camera.pk}/", f"/ws/wall/{acme_camera.organisation_id}/",
           f"/ws/publish/{acme_camera.pk}/"])

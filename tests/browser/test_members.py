@@ -10,7 +10,7 @@ from tests.support import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
-LINK = re.compile(r"http://\S+/invite/[A-Za-z0-9_-]+/")
+LINK = re.compile(r"https?://\S+/invite/[A-Za-z0-9_-]+/")
 
 
 def _mail_to(stack_env, address: str) -> str:
@@ -75,7 +75,7 @@ def test_the_token_page_copies_and_downloads_the_token_and_shows_the_real_url(pe
         page.click("input[name=_save]")
     token = page.inner_text("#token-1").strip()
     assert re.fullmatch(r"sl_[A-Za-z0-9]{8}_[A-Za-z0-9_-]{43}", token)
-    assert page.inner_text("#device-url") == f"ws://127.0.0.1:{server['port']}/ws/device/"
+    assert page.inner_text("#device-url") == f"{server['ws']}/ws/device/"  # wss:// over HTTPS
     assert "YOUR-HOST" not in page.content()
 
     page.click("button[data-copy=token-1]")
