@@ -93,6 +93,12 @@ def frame_patterns(prefix: str, index: int = 0, count: int = 1) -> list[str]:
     return [base + f"[{digits}]*"] if len(digits) > 1 else [base + digits + "*"]
 
 
+def shard_digits(index: int = 0, count: int = 1) -> str:
+    """The first hex digits of the device ids that shard index/count records."""
+    width = 16 // count
+    return _HEX[index * width:(index + 1) * width]
+
+
 def shard_of(device_id, count: int) -> int:
     """Which of `count` shards records this device: the same split as frame_patterns."""
     return _HEX.index(str(device_id)[0].lower()) // (16 // count)

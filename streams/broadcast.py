@@ -32,6 +32,7 @@ from collections import deque
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from recordings import handoff
 from streams import groups, metrics
 from streams.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG, dump
 from streams.stats import StreamStats
@@ -88,13 +89,21 @@ async def aclose_loop_resources() -> None:
 
 
 class IngestPublisher:
-    """Publishes one device's frames and events; used by the consumer holding the device."""
+    """Publishes one device's frames and events; used by the consumer holding the device.
 
-    def __init__(self, device_id):
+    recording_session: the device's recording session (recordings/sessions.py
+    encode_session) when recording is on. Then every frame also goes, in the
+    same pipeline as the live PUBLISH, to the device's durable hand-off stream
+    that the recorders read (recordings/handoff.py): one round trip per frame
+    as before, one more command in it.
+    """
+
+    def __init__(self, device_id, recording_session: str | None = None):
         self.device_id = str(device_id)
         self.channel = groups.frames_channel(device_id)
         self.keyframe_key = groups.keyframe_key(device_id)
         self._jpeg_stored_at = 0.0
+        self._handoff = _Handoff(self.device_id, recording_session) if recording_session else None
 
     async def frame(self, message: bytes, kind: int, keyframe: bool, now: float) -> None:
         """Publish one whole, unchunked frame message (header + payload)."""
@@ -102,22 +111,85 @@ class IngestPublisher:
         store = (kind == KIND_H264 and keyframe) or (
             kind == KIND_JPEG and now - self._jpeg_stored_at >= JPEG_STORE_INTERVAL
         )
-        if not store:
+        handoff_ = self._handoff
+        if not store and handoff_ is None:
             await client.publish(self.channel, message)
             return
-        if kind == KIND_JPEG:
+        if store and kind == KIND_JPEG:
             self._jpeg_stored_at = now
         async with client.pipeline(transaction=False) as pipe:
             pipe.publish(self.channel, message)
-            pipe.set(self.keyframe_key, message, ex=KEYFRAME_TTL_SECONDS)
+            if store:
+                pipe.set(self.keyframe_key, message, ex=KEYFRAME_TTL_SECONDS)
+            if handoff_ is not None:
+                handoff_.add(pipe, b"f", message, now)
             await pipe.execute()
 
     async def event(self, message: dict) -> None:
-        """Publish a JSON event (presence, ingest stats) to the processes relaying this device."""
-        await redis_client().publish(self.channel, dump(message))
+        """Publish a JSON event (presence, ingest stats) to the processes relaying this device.
+
+        A presence event also goes to the recorders' stream: it ends the
+        segment being recorded, in order with the frames around it.
+        """
+        data = dump(message)
+        if self._handoff is None or message.get("type") != "presence":
+            await redis_client().publish(self.channel, data)
+            return
+        async with redis_client().pipeline(transaction=False) as pipe:
+            pipe.publish(self.channel, data)
+            self._handoff.add(pipe, b"e", data, time.time())
+            await pipe.execute()
 
     async def forget_keyframe(self) -> None:
         await redis_client().delete(self.keyframe_key)
+
+
+def _handoff_limits() -> tuple[float, int]:
+    """(seconds, bytes) of a device's traffic its hand-off stream holds at most (docs/recording.md)."""
+    config = settings.SIGHTLINE
+    return (float(config.get("RECORDING_HANDOFF_SECONDS", 30)),
+            int(config.get("RECORDING_HANDOFF_MAX_BYTES", 32 * 1024 * 1024)))
+
+
+class _Handoff:
+    """The ingest's side of one device's hand-off stream: the XADD arguments, sized once a second."""
+
+    __slots__ = ("stream", "index", "device_id", "session", "count", "maxlen", "meter", "refresh_at",
+                 "seconds", "max_bytes")
+
+    def __init__(self, device_id: str, recording_session: str):
+        prefix = groups.prefix()
+        self.device_id = device_id
+        self.stream = handoff.stream_key(prefix, device_id)
+        self.index = handoff.index_key(prefix, handoff.index_digit(device_id))
+        self.session = handoff.session_field(handoff.new_connection_id(), recording_session)
+        self.count = 0
+        self.seconds, self.max_bytes = _handoff_limits()
+        self.maxlen = 0
+        self.meter = handoff.RateMeter(time.monotonic())
+        self.refresh_at = 0.0
+
+    def add(self, pipe, field: bytes, data: bytes, now: float) -> None:
+        self.count += 1
+        meter = self.meter
+        meter.frames += 1
+        meter.bytes += len(data)
+        refresh = now >= self.refresh_at  # the first entry, then once a second: not per frame
+        if refresh:
+            self._resize(now, len(data))
+        pipe.xadd(self.stream, {field: data, b"s": self.session, b"n": self.count},
+                  maxlen=self.maxlen, approximate=True)
+        if refresh:
+            # Registered for the recorders of its shard, and kept while the device streams.
+            pipe.sadd(self.index, self.device_id)
+            pipe.expire(self.stream, handoff.STREAM_TTL_SECONDS)
+
+    def _resize(self, now: float, size: int) -> None:
+        fps, mean = self.meter.rate(time.monotonic())
+        if not self.refresh_at:  # nothing measured yet
+            fps, mean = handoff.DEFAULT_FPS, size
+        self.maxlen = handoff.stream_maxlen(fps, mean, self.seconds, self.max_bytes)
+        self.refresh_at = now + handoff.INDEX_REFRESH_SECONDS
 
 
 # -- viewer side -----------------------------------------------------------------
