@@ -1,7 +1,8 @@
 """The durable hand-off from the ingest to the recorders: names, sizing and decisions (plain Python, no I/O).
 
     ingest: PUBLISH <prefix>:frames:<device>   (live viewers, unchanged)
-            XADD <prefix>:recq:<device> MAXLEN ~ N * f <frame> s <session> n <count>   same pipeline, same round trip
+            XADD <prefix>:recq:<device> MAXLEN ~ N * f <frame> s <session> n <count>
+            (both in one EVALSHA of INGEST_SCRIPT: one command, one round trip)
     recorder (lease holder of the device):  XREADGROUP GROUP recorders <me> ... >
             writer fsyncs the part  ->  XACK + SET <prefix>:recq:acked:<device> "<conn> <n>" + XTRIM MINID
 
@@ -30,6 +31,7 @@ any recorder read them (lost, counted and reported).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import struct
@@ -44,6 +46,26 @@ READ_COUNT = 100  # entries per stream per XREADGROUP
 READ_BLOCK_MS = 500
 ACK_SECONDS = 0.25  # the recorder acknowledges what its writer has made durable this often
 CLAIM_COUNT = 500  # entries per XAUTOCLAIM call when taking a device over
+
+# One command per frame for the ingest (EVALSHA): the live PUBLISH, the keyframe store when due,
+# the XADD, and once a second the index and expiry. One round trip as a pipeline would be, but
+# the frame crosses the socket once and redis-py builds one command, not a pipeline: measured on
+# 20 cameras x 15 fps x 60 KB, a pipeline cost ~50 us more ingest CPU per frame than PUBLISH
+# alone (+16 % of ~310 us), this script ~10 us. Atomic as any script; nothing relies on that.
+#   KEYS: stream, live channel, index set, keyframe key
+#   ARGV: message, field (f|e), session, n, maxlen, refresh (0|1), store keyframe (0|1),
+#         device id, stream TTL, keyframe TTL
+INGEST_SCRIPT = b"""
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+if ARGV[7] == '1' then redis.call('SET', KEYS[4], ARGV[1], 'EX', ARGV[10]) end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[5], '*', ARGV[2], ARGV[1], 's', ARGV[3], 'n', ARGV[4])
+if ARGV[6] == '1' then
+  redis.call('SADD', KEYS[3], ARGV[8])
+  redis.call('EXPIRE', KEYS[1], ARGV[9])
+end
+return id
+"""
+INGEST_SCRIPT_SHA = hashlib.sha1(INGEST_SCRIPT).hexdigest()
 
 _SEQ_TS = struct.Struct(">IQ")  # sequence and capture timestamp at offset 4 of a frame message
 _HEADER_SIZE = 24
