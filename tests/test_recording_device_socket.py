@@ -125,7 +125,7 @@ async def test_a_device_with_recording_off_is_not_recorded_nor_kept_in_redis(tok
     t0 = int(time.time() * 1_000_000)
     for seq in range(5):
         await device.send_to(bytes_data=jpeg(seq, t0))
-    await wait_for(lambda: _received(viewer_channel, 5))  # live still gets every frame
+    assert await _received(viewer_channel, 5)  # live still gets every frame
     await asyncio.sleep(2 * handoff.DISCOVER_SECONDS)
     assert str(acme_camera.pk) not in service.slots and service.frames_received == 0
     assert not await broadcast.redis_client().exists(handoff.stream_key(groups.prefix(), acme_camera.pk))
@@ -139,15 +139,14 @@ async def _frames_seen_live(device_id):
     return {"pubsub": pubsub, "frames": 0}
 
 
-async def _received(seen, count):
-    while seen["frames"] < count:
+async def _received(seen, count, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while seen["frames"] < count and time.monotonic() < deadline:
         message = await seen["pubsub"].get_message(ignore_subscribe_messages=True, timeout=0.2)
-        if message is None:
-            return False
-        if message["data"][:1] != b"{":
+        if message is not None and message["data"][:1] != b"{":
             seen["frames"] += 1
     await seen["pubsub"].aclose()
-    return True
+    return seen["frames"] >= count
 
 
 async def test_a_reconnect_ends_the_segment_and_the_next_connection_starts_a_new_one(
@@ -341,3 +340,23 @@ async def test_frames_trimmed_before_any_recorder_read_them_are_counted_and_the_
     assert service.frames_trimmed == 61 - kept and closed[0][1] == kept
     dropped = await database_sync_to_async(lambda: Segment.objects.get(device=acme_camera).dropped_frames)()
     assert dropped == service.frames_trimmed
+
+
+async def test_the_ingest_hands_a_frame_off_with_its_live_publish_even_after_redis_lost_the_script(
+        acme_camera, monkeypatch):
+    monkeypatch.setattr(handoff, "INGEST_SCRIPT_SHA", "0" * 40)  # as after a Redis restart: NOSCRIPT
+    session = sessions.encode_session(acme_camera.organisation_id, None)
+    publisher = broadcast.IngestPublisher(acme_camera.pk, recording_session=session)
+    live = await _frames_seen_live(acme_camera.pk)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(3):
+        await publisher.frame(jpeg(seq, t0), protocol.KIND_JPEG, True, time.time())
+    assert await _received(live, 3)
+    client, prefix = broadcast.redis_client(), groups.prefix()
+    entries = await client.xrange(handoff.stream_key(prefix, acme_camera.pk))
+    assert [int(fields[b"n"]) for _, fields in entries] == [1, 2, 3]
+    assert [handoff.frame_position(fields[b"f"])[0] for _, fields in entries] == [0, 1, 2]
+    assert handoff.split_session_field(entries[0][1][b"s"])[1] == session.encode()
+    assert await client.sismember(handoff.index_key(prefix, handoff.index_digit(acme_camera.pk)), str(acme_camera.pk))
+    assert await client.get(groups.keyframe_key(acme_camera.pk)) == jpeg(0, t0)  # stored once a second
+    assert 0 < await client.ttl(handoff.stream_key(prefix, acme_camera.pk)) <= handoff.STREAM_TTL_SECONDS
