@@ -360,3 +360,31 @@ async def test_the_ingest_hands_a_frame_off_with_its_live_publish_even_after_red
     assert await client.sismember(handoff.index_key(prefix, handoff.index_digit(acme_camera.pk)), str(acme_camera.pk))
     assert await client.get(groups.keyframe_key(acme_camera.pk)) == jpeg(0, t0)  # stored once a second
     assert 0 < await client.ttl(handoff.stream_key(prefix, acme_camera.pk)) <= handoff.STREAM_TTL_SECONDS
+
+
+async def test_a_successor_skips_the_pending_frames_its_predecessors_spool_holds_and_records_the_rest_once(
+        token, acme_camera, queued, start_service, quick_leases):
+    first = await start_service(segment_seconds=30)
+
+    async def crash_before_acknowledging():  # as if killed between the fsync and the XACK
+        pass
+
+    first._ack_once = crash_before_acknowledging
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(10):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: first.frames_received == 10, timeout=10)
+    await first.stop()  # its segment is closed with frames 0..9, none of them acknowledged
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    assert (await broadcast.redis_client().xpending(stream, handoff.GROUP))["pending"] == 11  # + the event
+
+    second = await start_service(segment_seconds=30)
+    await wait_for(lambda: second.status()["recording"] == 1, timeout=10)
+    for seq in range(10, 15):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: second.frames_received == 5, timeout=10)
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 2)
+    assert [(r[2], r[3], r[1]) for r in closed] == [(0, 9, 10), (10, 14, 5)]  # nothing twice, nothing missing
+    await wait_for(lambda: _pending(stream, 0))
