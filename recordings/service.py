@@ -199,10 +199,11 @@ class RecorderService:
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._forget_vanished_streams()  # expired or deleted: nothing left to record
+            except ResponseError as exc:  # NOGROUP, or UNBLOCKED: a stream expired or was deleted
+                log.warning("reading the hand-off streams failed: %s", exc)
+                await self._forget_vanished_streams()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
                 continue
             except Exception:
                 # Nothing is lost meanwhile: the entries wait in the streams.
@@ -409,14 +410,14 @@ class RecorderService:
             log.warning("could not release the lease of %s", device_id, exc_info=True)
 
     async def _forget_vanished_streams(self) -> None:
-        reading = [slot for slot in self.slots.values() if slot.state == RECORDING]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for slot in reading:
-                pipe.exists(slot.stream)
-            present = await pipe.execute()
-        for slot, exists in zip(reading, present):
-            if not exists:
-                log.warning("the hand-off stream of device %s is gone (expired)", slot.device_id)
+        """Streams that expired (and maybe came back without our group): taken over afresh."""
+        for slot in [slot for slot in self.slots.values() if slot.state == RECORDING]:
+            try:
+                found = await self.client.xinfo_groups(slot.stream)
+            except ResponseError:  # no such key
+                found = []
+            if not any(group.get("name") in (handoff.GROUP, handoff.GROUP.encode()) for group in found):
+                log.warning("the hand-off stream of device %s expired; taking it over afresh", slot.device_id)
                 self._forget(slot, release=True)
 
     # -- acknowledging what is durable -----------------------------------------------------

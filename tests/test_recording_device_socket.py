@@ -388,3 +388,22 @@ async def test_a_successor_skips_the_pending_frames_its_predecessors_spool_holds
     closed = await all_closed(acme_camera.pk, 2)
     assert [(r[2], r[3], r[1]) for r in closed] == [(0, 9, 10), (10, 14, 5)]  # nothing twice, nothing missing
     await wait_for(lambda: _pending(stream, 0))
+
+
+async def test_a_stream_that_expired_under_a_recorder_is_taken_over_afresh_and_nothing_after_is_lost(
+        token, acme_camera, queued, start_service):
+    service = await start_service(segment_seconds=30)
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(3):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    await wait_for(lambda: service.frames_received == 3)
+    await wait_for(lambda: _pending(stream, 0))
+    await broadcast.redis_client().delete(stream)  # as if it had expired: its group is gone with it
+    for seq in range(3, 6):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 6, timeout=10)
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 2)
+    assert [(r[2], r[3]) for r in closed] == [(0, 2), (3, 5)] and service.frames_trimmed == 0
