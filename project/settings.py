@@ -336,6 +336,9 @@ SIGHTLINE = {
     "REDIS_POOL_SIZE": env_int("REDIS_POOL_SIZE", 100, minimum=2),
     "REDIS_POOL_TIMEOUT_SECONDS": env_int("REDIS_POOL_TIMEOUT_SECONDS", 10, minimum=1),
     "SEGMENT_SECONDS": env_int("SEGMENT_SECONDS", 10, minimum=1),
+    # What a device's recorder hand-off stream holds at most while no recorder reads it (docs/recording.md).
+    "RECORDING_HANDOFF_SECONDS": env_int("RECORDING_HANDOFF_SECONDS", 30, minimum=1),
+    "RECORDING_HANDOFF_MAX_BYTES": env_int("RECORDING_HANDOFF_MAX_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024),
     # How long a clip export waits for segments of its range still being recorded or transcoded.
     "EXPORT_WAIT_SECONDS": env_int("EXPORT_WAIT_SECONDS", 120, minimum=0),
     # Queue for tasks that read an ingest host's local spool (docs/recording.md); "" = default queue.

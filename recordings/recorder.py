@@ -2,7 +2,8 @@
 
     rec = DeviceRecorder(device_id, organisation_id, audio)   # the recorder process makes one per device
     rec.start()                             # on the event loop: segment.persisted is posted back onto it
-    rec.submit(frame, received_at)          # one deque append, never blocks
+    rec.submit(frame, received_at, entry)   # one deque append, never blocks
+    rec.take_durable()                      # entries whose frames the spool now holds durably (to XACK)
     rec.close()                             # non-blocking; the writer closes the segment durably
 
 The recorder process (recordings/service.py) feeds it the frames the ingest
@@ -13,6 +14,11 @@ segments by recordings.segmenting.should_cut, and closes them through
 recordings.lifecycle (row -> closed, chain queued after commit, then
 `segment.persisted` to the device group). When the deque is full or the disk
 fails, frames are dropped *for recording only*.
+
+`entry` is the hand-off stream entry a frame came from (recordings/handoff.py):
+the writer hands it back through take_durable() only once the frame is
+durable -- after the fsync of its part -- or will never be written (dropped,
+counted), so the recorder service acknowledges nothing a crash could lose.
 """
 from __future__ import annotations
 
@@ -82,8 +88,14 @@ class DeviceRecorder:
         self.state = "recording"  # recording | degraded | closed
         self.degraded_reason = ""
         self.segments_persisted = 0
+        self.dropped_by_handoff = 0  # event loop: trimmed from the hand-off stream before any recorder read them
+        self._carried_drops = 0  # of those, lost before this recorder's first segment: counted in it
         self._done = threading.Event()
         self._writer = SpoolWriter(self)
+        # Hand-off entries: written but not yet fsynced (writer thread only), then durable (to acknowledge).
+        self._unsynced: list = []
+        self._durable: collections.deque = collections.deque()
+        self._busy = False  # the writer holds entries taken off the queue and not yet in _unsynced
 
     # -- event-loop side: cheap and non-blocking ------------------------------
     def start(self) -> None:
@@ -95,11 +107,13 @@ class DeviceRecorder:
         _live_recorders.add(self)
         _shared_writer().add(self)
 
-    def submit(self, frame: Frame, received_at: float) -> None:
+    def submit(self, frame: Frame, received_at: float, entry=None) -> None:
         if self._closing:
             return
         if len(self._queue) >= constants.QUEUE_MAX_FRAMES:
             self.dropped_queue_full += 1
+            if entry is not None:  # dropped: acknowledged in order with the frames around it
+                self._queue.append((None, received_at, entry))
             return
         if not self._loop_checked:  # the consumer's loop, for posting segment.persisted
             self._loop_checked = True
@@ -107,11 +121,39 @@ class DeviceRecorder:
                 self._loop = asyncio.get_running_loop()
             except RuntimeError:
                 pass
-        self._queue.append((frame, received_at))
+        self._queue.append((frame, received_at, entry))
+
+    def count_handoff_loss(self, lost: int, before_first_segment: bool = False) -> None:
+        """Frames trimmed from the hand-off before a recorder read them (event loop)."""
+        if before_first_segment:
+            self._carried_drops += lost
+        self.dropped_by_handoff += lost
+
+    def submit_marker(self, entry) -> None:
+        """A hand-off entry with nothing to write (an event): acknowledged after the frames before it."""
+        self._queue.append((None, 0.0, entry))
+
+    def take_durable(self) -> list:
+        """Hand-off entries, in order, that need no recorder any more: their frames are durable."""
+        taken = []
+        durable = self._durable
+        while durable:
+            taken.append(durable.popleft())
+        return taken
+
+    def outstanding(self) -> bool:
+        """True while some entry submitted is not yet durable (checked before take_durable)."""
+        return bool(self._queue) or self._busy or bool(self._unsynced)
+
+    def _made_durable(self) -> None:
+        """Writer thread: what was written so far is fsynced (or needs no writing)."""
+        if self._unsynced:
+            self._durable.extend(self._unsynced)
+            self._unsynced = []
 
     @property
     def dropped_frames(self) -> int:
-        return self.dropped_queue_full + self.dropped_by_writer
+        return self.dropped_queue_full + self.dropped_by_writer + self.dropped_by_handoff
 
     def close(self) -> None:
         self._closing = True
@@ -129,23 +171,31 @@ class DeviceRecorder:
     # -- writer thread (shared by every recorder of the process) -----------------
     def _step(self) -> tuple[bool, bool]:
         """One pass of the shared writer over this recorder: (wrote anything, finished)."""
+        self._busy = True
         try:
             batch = []
             while self._queue:
                 batch.append(self._queue.popleft())
             if batch:
                 self._writer.write_batch(batch)
+                self._unsynced.extend(entry for _, _, entry in batch if entry is not None)
             self._writer.tick(time.monotonic())
-            if self._closing and not self._queue:
+            finished = self._closing and not self._queue
+            if finished:
                 self._writer.finish_segment()
+            if self._writer.file is None:  # nothing open that a crash could lose
+                self._made_durable()
+            if finished:
                 self._finish()
-                return bool(batch), True
-            return bool(batch), False
+            return bool(batch), finished
         except Exception:  # one recorder's fault stops only its recording; the row is left for recovery
+            # Its unacknowledged entries stay pending: the next lease holder claims them again.
             log.exception("recorder writer for device %s crashed", self.device_id)
             self._set_degraded("writer crashed")
             self._finish()
             return False, True
+        finally:
+            self._busy = False
 
     def _finish(self) -> None:
         self.state = "closed" if self.state != "degraded" else self.state
@@ -320,14 +370,17 @@ class SpoolWriter:
         self.first_seq = self.last_seq = None
         self.first_ts = self.last_ts = None
         self.has_audio = False
-        self.dropped_at_open = self.r.dropped_frames
+        carried, self.r._carried_drops = self.r._carried_drops, 0
+        self.dropped_at_open = self.r.dropped_frames - carried
         self.last_received = time.monotonic()
         self.last_sync = time.monotonic()
         self.synced = (0, None, None, False, 0)  # frames, last_seq, last_ts, has_audio, bytes
 
     def write_batch(self, batch) -> None:
         chunks = []
-        for frame, received_at in batch:
+        for frame, received_at, _entry in batch:
+            if frame is None:
+                continue  # an event or a frame dropped before the writer: nothing to write
             kind = frame.header.kind
             is_video = kind in _VIDEO_KINDS
             if kind not in _VIDEO_KINDS and kind != KIND_AUDIO:
@@ -393,6 +446,7 @@ class SpoolWriter:
             return False
         self.last_sync = time.monotonic()
         self.synced = (self.frames, self.last_seq, self.last_ts, self.has_audio, self.file.tell())
+        self.r._made_durable()
         return True
 
     def _start_segment(self, frame: Frame, received_at: float) -> bool:

@@ -1,19 +1,19 @@
 """How the recorder process learns what to record, and who records it (plain Python, no I/O).
 
-The ingest process already publishes every frame once to Redis
-(streams/broadcast.py). The recorder process subscribes to those channels, so
-recording adds nothing to the ingest process but what this module describes:
+The ingest hands every frame of a recorded device to the recorders through a
+Redis stream (recordings/handoff.py). This module describes what the ingest
+and the recorders agree on besides:
 
 - A **recording session**: when a device with recording on says hello, its
-  consumer writes `rec` = `encode_session(...)` into the device's presence hash
-  (streams/presence.py), which already lives exactly as long as the
-  connection. The recorder reads it on the first frame it sees of that device.
-- A **lease** per device (`lease_key`): one recorder process records a device
-  at a time. Others with the same shard stand by and take over when the lease
-  expires (LEASE_SECONDS), so two recorders never write the same frames twice.
-- **Shards**: `frame_patterns(prefix, index, count)` are the PSUBSCRIBE
-  patterns of shard `index` of `count`, cut on the first hex digit of the
-  device id, so recorders on several hosts split the cameras between them.
+  consumer encodes it (`encode_session`): into the device's presence hash
+  (streams/presence.py), and into every hand-off entry of that connection.
+- A **lease** per device (`lease_key`): one recorder process reads a device's
+  stream at a time. Others with the same shard stand by and take over when the
+  lease expires (LEASE_SECONDS), resuming from the unacknowledged entries.
+- **Shards**: `shard_digits(index, count)` are the first hex digits of the
+  device ids shard `index` of `count` records, so recorders on several hosts
+  split the cameras between them. (`frame_patterns` are the same shards as
+  PSUBSCRIBE patterns of the live channels.)
 - A **heartbeat** (`recorders_key`, a sorted set scored by time) lets the
   device consumer tell a device that no recorder is running.
 """
@@ -91,6 +91,12 @@ def frame_patterns(prefix: str, index: int = 0, count: int = 1) -> list[str]:
     width = 16 // count
     digits = _HEX[index * width:(index + 1) * width]
     return [base + f"[{digits}]*"] if len(digits) > 1 else [base + digits + "*"]
+
+
+def shard_digits(index: int = 0, count: int = 1) -> str:
+    """The first hex digits of the device ids that shard index/count records."""
+    width = 16 // count
+    return _HEX[index * width:(index + 1) * width]
 
 
 def shard_of(device_id, count: int) -> int:

@@ -31,7 +31,9 @@ from collections import deque
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.exceptions import NoScriptError
 
+from recordings import handoff
 from streams import groups, metrics
 from streams.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG, dump
 from streams.stats import StreamStats
@@ -101,13 +103,21 @@ async def aclose_loop_resources() -> None:
 
 
 class IngestPublisher:
-    """Publishes one device's frames and events; used by the consumer holding the device."""
+    """Publishes one device's frames and events; used by the consumer holding the device.
 
-    def __init__(self, device_id):
+    recording_session: the device's recording session (recordings/sessions.py
+    encode_session) when recording is on. Then every frame also goes to the
+    device's durable hand-off stream that the recorders read
+    (recordings/handoff.py), in the same command as the live PUBLISH
+    (handoff.INGEST_SCRIPT): one round trip per frame, as without recording.
+    """
+
+    def __init__(self, device_id, recording_session: str | None = None):
         self.device_id = str(device_id)
         self.channel = groups.frames_channel(device_id)
         self.keyframe_key = groups.keyframe_key(device_id)
         self._jpeg_stored_at = 0.0
+        self._handoff = _Handoff(self, recording_session) if recording_session else None
 
     async def frame(self, message: bytes, kind: int, keyframe: bool, now: float) -> None:
         """Publish one whole, unchunked frame message (header + payload)."""
@@ -115,22 +125,82 @@ class IngestPublisher:
         store = (kind == KIND_H264 and keyframe) or (
             kind == KIND_JPEG and now - self._jpeg_stored_at >= JPEG_STORE_INTERVAL
         )
-        if not store:
-            await client.publish(self.channel, message)
-            return
-        if kind == KIND_JPEG:
+        if store and kind == KIND_JPEG:
             self._jpeg_stored_at = now
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.publish(self.channel, message)
-            pipe.set(self.keyframe_key, message, ex=KEYFRAME_TTL_SECONDS)
-            await pipe.execute()
+        if self._handoff is not None:
+            await self._handoff.send(client, b"f", message, store, now)
+        elif not store:
+            await client.publish(self.channel, message)
+        else:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.publish(self.channel, message)
+                pipe.set(self.keyframe_key, message, ex=KEYFRAME_TTL_SECONDS)
+                await pipe.execute()
 
     async def event(self, message: dict) -> None:
-        """Publish a JSON event (presence, ingest stats) to the processes relaying this device."""
-        await redis_client().publish(self.channel, dump(message))
+        """Publish a JSON event (presence, ingest stats) to the processes relaying this device.
+
+        A presence event also goes to the recorders' stream: it ends the
+        segment being recorded, in order with the frames around it.
+        """
+        data = dump(message)
+        if self._handoff is None or message.get("type") != "presence":
+            await redis_client().publish(self.channel, data)
+            return
+        await self._handoff.send(redis_client(), b"e", data, False, time.time())
 
     async def forget_keyframe(self) -> None:
         await redis_client().delete(self.keyframe_key)
+
+
+def _handoff_limits() -> tuple[float, int]:
+    """(seconds, bytes) of a device's traffic its hand-off stream holds at most (docs/recording.md)."""
+    config = settings.SIGHTLINE
+    return (float(config.get("RECORDING_HANDOFF_SECONDS", 30)),
+            int(config.get("RECORDING_HANDOFF_MAX_BYTES", 32 * 1024 * 1024)))
+
+
+class _Handoff:
+    """The ingest's side of one device's hand-off stream: one EVALSHA per frame, sized once a second."""
+
+    __slots__ = ("keys", "session", "device_id", "count", "maxlen", "meter", "refresh_at", "seconds",
+                 "max_bytes", "ttls")
+
+    def __init__(self, publisher: IngestPublisher, recording_session: str):
+        prefix, device_id = groups.prefix(), publisher.device_id
+        self.keys = (handoff.stream_key(prefix, device_id).encode(), publisher.channel.encode(),
+                     handoff.index_key(prefix, handoff.index_digit(device_id)).encode(),
+                     publisher.keyframe_key.encode())
+        self.session = handoff.session_field(handoff.new_connection_id(), recording_session)
+        self.device_id = device_id.encode()
+        self.ttls = (b"%d" % handoff.STREAM_TTL_SECONDS, b"%d" % KEYFRAME_TTL_SECONDS)
+        self.count = 0
+        self.seconds, self.max_bytes = _handoff_limits()
+        self.maxlen = b"0"
+        self.meter = handoff.RateMeter(time.monotonic())
+        self.refresh_at = 0.0
+
+    async def send(self, client, field: bytes, data: bytes, store: bool, now: float) -> None:
+        self.count += 1
+        meter = self.meter
+        meter.frames += 1
+        meter.bytes += len(data)
+        refresh = now >= self.refresh_at  # the first entry, then once a second: not per frame
+        if refresh:
+            self._resize(now, len(data))
+        args = (b"4", *self.keys, data, field, self.session, b"%d" % self.count, self.maxlen,
+                b"1" if refresh else b"0", b"1" if store else b"0", self.device_id, *self.ttls)
+        try:
+            await client.execute_command("EVALSHA", handoff.INGEST_SCRIPT_SHA, *args)
+        except NoScriptError:  # a restarted or flushed Redis: load it once, then as before
+            await client.execute_command("EVAL", handoff.INGEST_SCRIPT, *args)
+
+    def _resize(self, now: float, size: int) -> None:
+        fps, mean = self.meter.rate(time.monotonic())
+        if not self.refresh_at:  # nothing measured yet
+            fps, mean = handoff.DEFAULT_FPS, size
+        self.maxlen = b"%d" % handoff.stream_maxlen(fps, mean, self.seconds, self.max_bytes)
+        self.refresh_at = now + handoff.INDEX_REFRESH_SECONDS
 
 
 # -- viewer side -----------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Recording end to end in one process: the real device consumer publishes, a real recorder
-service (recordings/service.py) subscribed through Redis records, segments land in the spool
-and the database, and the device hears `persisted`."""
+"""Recording end to end in one process: the real device consumer hands frames off, a real
+recorder service (recordings/service.py) reading the hand-off streams through Redis records,
+segments land in the spool and the database, and the device hears `persisted`."""
 import asyncio
 import time
 
@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 from channels.db import database_sync_to_async
 
-from recordings import lifecycle, sessions, spool, synthetic
+from recordings import handoff, lifecycle, sessions, spool, synthetic
 from recordings.models import Segment, SegmentState
 from recordings.service import RecorderService
 from streams import broadcast, groups, protocol
@@ -16,6 +16,14 @@ from streams.models import Device
 from tests.live_helpers import HELLO, connect_device, receive_json_of_type, wait_for
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def fresh_handoff_index():
+    """Devices of earlier tests (rows gone) are not this test's recorders' business."""
+    prefix = groups.prefix()
+    await broadcast.redis_client().delete(*[handoff.index_key(prefix, digit) for digit in "0123456789abcdef"])
+    yield
 
 
 @pytest.fixture
@@ -108,18 +116,37 @@ async def test_the_device_hears_that_recording_started(token, acme_camera, queue
     await device.disconnect()
 
 
-async def test_a_device_with_recording_off_is_not_recorded(token, acme_camera, queued, start_service):
+async def test_a_device_with_recording_off_is_not_recorded_nor_kept_in_redis(token, acme_camera, queued, start_service):
     service = await start_service(segment_seconds=1)
     await database_sync_to_async(Device.objects.filter(pk=acme_camera.pk).update)(recording_policy="off")
     device, welcome = await connect_device(token)
     assert welcome["recording"] is False
+    viewer_channel = await _frames_seen_live(acme_camera.pk)
     t0 = int(time.time() * 1_000_000)
     for seq in range(5):
         await device.send_to(bytes_data=jpeg(seq, t0))
-    await wait_for(lambda: service.frames_ignored + service.frames_received >= 5 and
-                   getattr(service.slots.get(str(acme_camera.pk)), "state", None) == "ignored")
+    assert await _received(viewer_channel, 5)  # live still gets every frame
+    await asyncio.sleep(2 * handoff.DISCOVER_SECONDS)
+    assert str(acme_camera.pk) not in service.slots and service.frames_received == 0
+    assert not await broadcast.redis_client().exists(handoff.stream_key(groups.prefix(), acme_camera.pk))
     await device.disconnect()
     assert not await database_sync_to_async(Segment.objects.exists)()
+
+
+async def _frames_seen_live(device_id):
+    pubsub = broadcast.redis_client().pubsub()
+    await pubsub.subscribe(groups.frames_channel(device_id))
+    return {"pubsub": pubsub, "frames": 0}
+
+
+async def _received(seen, count, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while seen["frames"] < count and time.monotonic() < deadline:
+        message = await seen["pubsub"].get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message is not None and message["data"][:1] != b"{":
+            seen["frames"] += 1
+    await seen["pubsub"].aclose()
+    return seen["frames"] >= count
 
 
 async def test_a_reconnect_ends_the_segment_and_the_next_connection_starts_a_new_one(
@@ -154,6 +181,7 @@ async def test_a_standby_recorder_takes_over_when_the_lease_holder_stops_and_no_
             await asyncio.sleep(0.02)
 
     await send(10)
+    await wait_for(lambda: first.status()["recording"] + second.status()["recording"] == 1)
     owner = first if first.status()["recording"] else second
     standby = second if owner is first else first
     assert owner.status()["recording"] == 1 and standby.status()["recording"] == 0
@@ -185,14 +213,27 @@ async def test_a_recorder_records_only_its_shard(token, acme_camera, queued, sta
     await device.disconnect()
 
 
-async def test_frames_on_the_channel_that_are_not_frames_are_skipped(acme_camera, start_service):
+async def test_entries_in_the_stream_that_are_not_frames_are_skipped_and_acknowledged(acme_camera, start_service):
     service = await start_service(segment_seconds=1)
-    client = broadcast.redis_client()
-    channel = groups.frames_channel(acme_camera.pk)
-    await client.publish(channel, b"\x53\x01\x09" + b"\x00" * 30)  # unknown kind
-    await client.publish(channel, b"short")
-    await wait_for(lambda: service.frames_ignored == 2)
+    client, prefix = broadcast.redis_client(), groups.prefix()
+    stream = handoff.stream_key(prefix, acme_camera.pk)
+    session = handoff.session_field("c0ffee00", sessions.encode_session(acme_camera.organisation_id, None))
+    await client.xadd(stream, {"f": b"\x53\x01\x09" + b"\x00" * 30, "s": session, "n": 1})  # unknown kind
+    await client.xadd(stream, {"f": b"short", "s": session, "n": 2})
+    await client.xadd(stream, {"junk": b"no session, no counter"})
+    await client.sadd(handoff.index_key(prefix, handoff.index_digit(acme_camera.pk)), str(acme_camera.pk))
+    await wait_for(lambda: service.frames_ignored == 3)
     assert service.frames_received == 0
+    await wait_for(lambda: _pending(stream, 0))
+
+
+async def _last_entry_is(stream, n):
+    last = await broadcast.redis_client().xrevrange(stream, count=1)
+    return bool(last) and int(last[0][1][b"n"]) == n
+
+
+async def _pending(stream, count):
+    return (await broadcast.redis_client().xpending(stream, handoff.GROUP))["pending"] == count
 
 
 async def test_a_recorder_that_loses_its_lease_stops_writing_that_device(
@@ -230,7 +271,7 @@ async def _gone(key):
     return not await broadcast.redis_client().exists(key)
 
 
-async def test_a_recorder_whose_redis_subscription_drops_subscribes_again_and_goes_on_recording(
+async def test_a_recorder_whose_redis_connection_drops_reads_again_and_loses_nothing_sent_meanwhile(
         token, acme_camera, queued, start_service):
     service = await start_service(segment_seconds=30)
     device, _ = await connect_device(token)
@@ -239,22 +280,133 @@ async def test_a_recorder_whose_redis_subscription_drops_subscribes_again_and_go
         await device.send_to(bytes_data=jpeg(seq, t0))
     await wait_for(lambda: service.frames_received == 3)
     client = broadcast.redis_client()
-    ours = [c for c in await client.client_list() if c.get("name") == service.client_name and int(c.get("psub", 0))]
-    assert len(ours) == 1
-    await client.client_kill_filter(_id=ours[0]["id"])  # the subscription's connection, and only it
-    await wait_for(lambda: service.reconnects == 1, timeout=10)
-    await wait_for(lambda: service.ready.is_set() and _subscribed(service), timeout=10)
-    for seq in range(3, 6):
+    reader = await wait_for(lambda: _blocked_reader(service))
+    await client.client_kill_filter(_id=reader["id"])  # the reading connection, and only it
+    for seq in range(3, 6):  # sent while the recorder is not reading
         await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.reconnects == 1, timeout=10)
     await wait_for(lambda: service.frames_received == 6, timeout=10)
     await device.disconnect()
     closed = await all_closed(acme_camera.pk, 1)
     assert closed[0][1:4] == (6, 0, 5)
 
 
-async def _subscribed(service):
+async def _blocked_reader(service):
     clients = await broadcast.redis_client().client_list()
-    return any(c.get("name") == service.client_name and int(c.get("psub", 0)) for c in clients)
+    found = [c for c in clients if c.get("name") == service.client_name and c.get("cmd") == "xreadgroup"]
+    return found[0] if found else None
+
+
+async def test_frames_sent_while_no_recorder_runs_are_recorded_when_one_starts(
+        token, acme_camera, queued, start_service):
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(20):  # no recorder at all
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await asyncio.sleep(1)
+    service = await start_service(segment_seconds=30)
+    await wait_for(lambda: service.frames_received == 20, timeout=10)
+    for seq in range(20, 25):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 1)
+    assert closed[0][1:4] == (25, 0, 24)
+    assert [r.header.seq for r in spool.read_spool(closed[0][4]).records] == list(range(25))
+    assert service.frames_trimmed == 0
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    await wait_for(lambda: _pending(stream, 0))  # acknowledged once durable, and trimmed from Redis
+    assert await broadcast.redis_client().xlen(stream) < 25  # approximate trimming: whole nodes
+
+
+async def test_frames_trimmed_before_any_recorder_read_them_are_counted_and_the_device_is_told(
+        token, acme_camera, queued, start_service, settings):
+    settings.SIGHTLINE = {**settings.SIGHTLINE, "RECORDING_HANDOFF_SECONDS": 1}  # 30 entries at first
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(60):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    await wait_for(lambda: _last_entry_is(stream, 61))  # the consumer has handed every frame off
+    kept = await broadcast.redis_client().xlen(stream)
+    assert 30 <= kept < 61
+    service = await start_service(segment_seconds=30)
+    told = await receive_json_of_type(device, "recording", timeout=10)
+    while "trimmed" not in told["reason"]:
+        told = await receive_json_of_type(device, "recording", timeout=10)
+    assert told["state"] == "degraded"
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 1)
+    # 61 entries: the presence event of the connection, then 60 frames.
+    assert service.frames_trimmed == 61 - kept and closed[0][1] == kept
+    dropped = await database_sync_to_async(lambda: Segment.objects.get(device=acme_camera).dropped_frames)()
+    assert dropped == service.frames_trimmed
+
+
+async def test_the_ingest_hands_a_frame_off_with_its_live_publish_even_after_redis_lost_the_script(
+        acme_camera, monkeypatch):
+    monkeypatch.setattr(handoff, "INGEST_SCRIPT_SHA", "0" * 40)  # as after a Redis restart: NOSCRIPT
+    session = sessions.encode_session(acme_camera.organisation_id, None)
+    publisher = broadcast.IngestPublisher(acme_camera.pk, recording_session=session)
+    live = await _frames_seen_live(acme_camera.pk)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(3):
+        await publisher.frame(jpeg(seq, t0), protocol.KIND_JPEG, True, time.time())
+    assert await _received(live, 3)
+    client, prefix = broadcast.redis_client(), groups.prefix()
+    entries = await client.xrange(handoff.stream_key(prefix, acme_camera.pk))
+    assert [int(fields[b"n"]) for _, fields in entries] == [1, 2, 3]
+    assert [handoff.frame_position(fields[b"f"])[0] for _, fields in entries] == [0, 1, 2]
+    assert handoff.split_session_field(entries[0][1][b"s"])[1] == session.encode()
+    assert await client.sismember(handoff.index_key(prefix, handoff.index_digit(acme_camera.pk)), str(acme_camera.pk))
+    assert await client.get(groups.keyframe_key(acme_camera.pk)) == jpeg(0, t0)  # stored once a second
+    assert 0 < await client.ttl(handoff.stream_key(prefix, acme_camera.pk)) <= handoff.STREAM_TTL_SECONDS
+
+
+async def test_a_successor_skips_the_pending_frames_its_predecessors_spool_holds_and_records_the_rest_once(
+        token, acme_camera, queued, start_service, quick_leases):
+    first = await start_service(segment_seconds=30)
+
+    async def crash_before_acknowledging():  # as if killed between the fsync and the XACK
+        pass
+
+    first._ack_once = crash_before_acknowledging
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(10):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: first.frames_received == 10, timeout=10)
+    await first.stop()  # its segment is closed with frames 0..9, none of them acknowledged
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    assert (await broadcast.redis_client().xpending(stream, handoff.GROUP))["pending"] == 11  # + the event
+
+    second = await start_service(segment_seconds=30)
+    await wait_for(lambda: second.status()["recording"] == 1, timeout=10)
+    for seq in range(10, 15):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: second.frames_received == 5, timeout=10)
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 2)
+    assert [(r[2], r[3], r[1]) for r in closed] == [(0, 9, 10), (10, 14, 5)]  # nothing twice, nothing missing
+    await wait_for(lambda: _pending(stream, 0))
+
+
+async def test_a_stream_that_expired_under_a_recorder_is_taken_over_afresh_and_nothing_after_is_lost(
+        token, acme_camera, queued, start_service):
+    service = await start_service(segment_seconds=30)
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(3):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    await wait_for(lambda: service.frames_received == 3)
+    await wait_for(lambda: _pending(stream, 0))
+    await broadcast.redis_client().delete(stream)  # as if it had expired: its group is gone with it
+    for seq in range(3, 6):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 6, timeout=10)
+    await device.disconnect()
+    closed = await all_closed(acme_camera.pk, 2)
+    assert [(r[2], r[3]) for r in closed] == [(0, 2), (3, 5)] and service.frames_trimmed == 0
 
 
 # -- persisted across a reconnect (issue 9, item 13) -------------------------------------------

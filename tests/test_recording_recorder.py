@@ -282,7 +282,7 @@ def test_the_spool_is_fsynced_once_per_part_so_a_crash_loses_at_most_one_part(ac
     monkeypatch.setattr(recorder, "_durable", lambda fd: syncs.append(fd))
     rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=30)  # not started
     writer = rec._writer
-    writer.write_batch([(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time())
+    writer.write_batch([(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), None)
                         for i in range(3)])
     start = writer.last_sync
     writer.tick(start + constants.PART_SECONDS * 0.5)
@@ -291,3 +291,37 @@ def test_the_spool_is_fsynced_once_per_part_so_a_crash_loses_at_most_one_part(ac
     assert len(syncs) == 1 and writer.synced[0] == 3  # the part's frames are now durable
     writer.finish_segment()
     assert len(syncs) == 2  # and the segment is made durable again before it is acknowledged
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hand_off_entries_come_back_for_acknowledgement_only_once_their_part_is_fsynced(
+        acme_camera, queued, persisted, monkeypatch):
+    syncs = []
+    monkeypatch.setattr(recorder, "_durable", lambda fd: syncs.append(fd))
+    rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=30)  # not started
+    entries = [(f"1-{i}".encode(), b"conn", i + 1) for i in range(3)]
+    for i, entry in enumerate(entries):
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), entry)
+    rec.submit_marker((b"1-3", b"conn", 4))  # an event after them: acknowledged after them
+    rec._step()
+    assert syncs == [] and rec.outstanding() and rec.take_durable() == []  # written, not yet durable
+    rec._writer.last_sync -= constants.PART_SECONDS
+    rec._step()
+    assert len(syncs) == 1 and not rec.outstanding()
+    assert rec.take_durable() == [*entries, (b"1-3", b"conn", 4)]
+    rec.close()
+    rec._step()
+    assert rec.join(0) and rec.take_durable() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_frame_dropped_from_a_full_queue_is_still_acknowledged_in_order(acme_camera, queued, monkeypatch):
+    monkeypatch.setattr(constants, "QUEUE_MAX_FRAMES", 2)
+    rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=30)
+    entries = [(f"1-{i}".encode(), b"conn", i + 1) for i in range(3)]
+    for i, entry in enumerate(entries):
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), entry)
+    assert rec.dropped_queue_full == 1
+    rec.close()
+    rec._step()
+    assert rec.take_durable() == entries

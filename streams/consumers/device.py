@@ -226,7 +226,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
             metrics.INGEST_SEQ_GAPS.labels(device_label).inc(gap)
         if header.timestamp_us:
             metrics.CAPTURE_TO_SERVER.observe(max(0.0, now - header.timestamp_us / 1e6))
-        # The recorder process records this very publication (recordings/service.py).
+        # Live viewers and, when recording is on, the recorders' hand-off stream (recordings/service.py).
         await self.publisher.frame(message, header.kind, header.keyframe, now)
 
     async def _on_text(self, text: str) -> None:
@@ -256,11 +256,13 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         now = time.time()
         self.hello = hello
         self.device_label = str(device.pk)
-        self.publisher = IngestPublisher(device.pk)
         self.presence = presence.Presence(redis_client(), device.pk, ttl=self.limits.dead_after_seconds)
         recording = device.recording_policy != RecordingPolicy.OFF
-        # The recorder process reads the session from the presence hash: it lives as long as this connection.
-        session = {"rec": sessions.encode_session(device.organisation_id, hello.get("audio"))} if recording else None
+        # The session also goes into the presence hash: it lives as long as this connection.
+        encoded = sessions.encode_session(device.organisation_id, hello.get("audio")) if recording else None
+        session = {"rec": encoded} if recording else None
+        # Recording on: each frame also goes to the recorders' durable hand-off (recordings/handoff.py).
+        self.publisher = IngestPublisher(device.pk, recording_session=encoded)
         generation = await self.presence.claim(now, session)
         group = device_group(device.pk)
         await self.channel_layer.group_add(group, self.channel_name)

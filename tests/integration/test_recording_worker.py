@@ -230,24 +230,40 @@ def test_a_whole_worker_killed_mid_transcode_finishes_exactly_once_after_restart
 
 
 PUBLISHER = """
-import os, time, django, redis
+import asyncio, os, signal, time, django
 django.setup()
-from django.conf import settings
 from recordings import sessions, synthetic
-from streams import groups, protocol
+from streams import broadcast, groups, presence, protocol
 device, org = os.environ["DEVICE_ID"], os.environ["ORG_ID"]
-client = redis.Redis.from_url(settings.REDIS_URL)
-# What the device consumer does at hello (streams/consumers/device.py), then one publish per frame.
-client.hset(groups.presence_key(device), mapping={"gen": 1, "rec": sessions.encode_session(org, None)})
-jpeg = synthetic.jpeg_frame(1)
-seq = 0
-while True:
-    now = time.time()
-    client.publish(groups.frames_channel(device),
-                   protocol.encode_frame(protocol.KIND_JPEG, jpeg, seq, int(now * 1_000_000), True)[0])
-    print(f"sent {seq} {now:.3f}", flush=True)
-    seq += 1
-    time.sleep(0.1)
+
+
+async def main():
+    # What the device consumer does (streams/consumers/device.py): the session in the presence
+    # hash, the presence event, then one IngestPublisher.frame per frame (live + recorder hand-off).
+    # SIGTERM: the device goes offline, as when its socket closes.
+    session = sessions.encode_session(org, None)
+    await broadcast.redis_client().hset(groups.presence_key(device), mapping={"gen": 1, "rec": session})
+    publisher = broadcast.IngestPublisher(device, recording_session=session)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await publisher.event(presence.presence_event(device, True, time.time()))
+    jpeg = synthetic.jpeg_frame(1)
+    seq = 0
+    while not stop.is_set():
+        now = time.time()
+        message = protocol.encode_frame(protocol.KIND_JPEG, jpeg, seq, int(now * 1_000_000), True)[0]
+        await publisher.frame(message, protocol.KIND_JPEG, True, now)
+        print(f"sent {seq} {now:.3f}", flush=True)
+        seq += 1
+        try:
+            await asyncio.wait_for(stop.wait(), 0.1)
+        except asyncio.TimeoutError:
+            pass
+    await publisher.event(presence.presence_event(device, False, time.time()))
+    print("offline", flush=True)
+
+
+asyncio.run(main())
 """
 
 
@@ -315,3 +331,100 @@ def test_a_recorder_stopped_with_sigterm_closes_its_open_segment_durably(stack, 
     assert segment.state == SegmentState.CLOSED
     assert segment.frames >= 10 and segment.frames == segment.last_seq - segment.first_seq + 1
     assert "segments closed durably" in (tmp_path / "recorder.log").read_text()
+
+
+def sent_frames(publisher) -> dict[int, float]:
+    return {int(line.split()[1]): float(line.split()[2])
+            for line in publisher.output().splitlines() if line.startswith("sent ")}
+
+
+def recorded_seqs(device) -> list[int]:
+    """Sequence numbers of every video frame in the device's spool files, segment after segment."""
+    from recordings import spool
+
+    seqs = []
+    for segment in Segment.objects.filter(device=device).order_by("start", "created_at"):
+        assert segment.state == SegmentState.CLOSED, (segment.id, segment.state)
+        seqs += [r.header.seq for r in spool.read_spool(segment.spool_path).records if r.header.kind == KIND_JPEG]
+    return seqs
+
+
+def writer_records(device, process) -> bool:
+    return Segment.objects.filter(device=device, writer__contains=f":{process.pid}:").exists()
+
+
+def stop_cleanly(publisher, recorder_process, env):
+    """The device goes offline, the recorder closes and acknowledges its segment on SIGTERM, and
+    recovery closes what a killed recorder left: then every segment is closed."""
+    publisher.kill(signal.SIGTERM)
+    assert "offline" in publisher.output()
+    recorder_process.send_signal(signal.SIGTERM)
+    assert recorder_process.wait(30) == 0
+    subprocess.run([sys.executable, "manage.py", "recover_spool"], cwd=ROOT, env=env, check=True,
+                   timeout=60, capture_output=True)
+
+
+def test_a_recorder_killed_and_restarted_while_the_device_streams_records_every_frame_exactly_once(
+        stack, acme_camera, tmp_path):
+    first, publisher, env = recorder_mid_segment(stack, acme_camera, tmp_path / "first.log", 20)
+    second = None
+    try:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+        killed_at = len(sent_frames(publisher))
+        time.sleep(3)  # the device goes on streaming; no recorder runs
+        second = start_recorder(env, tmp_path / "second.log")
+        # It waits for the dead recorder's lease to expire (LEASE_SECONDS), then resumes.
+        wait_until(lambda: writer_records(acme_camera, second), 30, "the restarted recorder to record")
+        wait_until(lambda: len(sent_frames(publisher)) > killed_at + 60, 30, "more frames")
+        stop_cleanly(publisher, second, env)
+    finally:
+        publisher.kill()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(5)
+    sent = sent_frames(publisher)
+    seqs = recorded_seqs(acme_camera)
+    assert len(seqs) == len(set(seqs)), "a frame was recorded twice"
+    assert seqs == sorted(sent), f"missing: {sorted(set(sent) - set(seqs))[:20]}"
+    assert resumed_entries(tmp_path / "second.log")[0] > 0
+
+
+def resumed_entries(log_path) -> tuple[int, int]:
+    """(entries claimed from a dead recorder, of which already in its spool), from the recorder's log."""
+    import re
+
+    found = re.search(r"resuming (\d+) unacknowledged entries \((\d+) already in the spool\)",
+                      Path(log_path).read_text())
+    assert found, "the recorder resumed no pending entries"
+    return int(found[1]), int(found[2])
+
+
+def test_a_standby_takes_over_a_killed_recorders_lease_and_resumes_from_its_pending_frames(
+        stack, acme_camera, tmp_path):
+    env = {**stack.env, "SEGMENT_SECONDS": "30"}
+    recorders = [start_recorder(env, tmp_path / "a.log"), start_recorder(env, tmp_path / "b.log")]
+    publisher = stack.start_python(PUBLISHER, DEVICE_ID=str(acme_camera.id), ORG_ID=str(acme_camera.organisation_id))
+    try:
+        owner = wait_until(lambda: next((p for p in recorders if writer_records(acme_camera, p)), None), 30,
+                           "one of the recorders to record")
+        standby = recorders[1 - recorders.index(owner)]
+        wait_until(lambda: len(sent_frames(publisher)) > 25, 30, "frames")
+        os.killpg(owner.pid, signal.SIGKILL)
+        owner.wait(10)
+        killed_at = len(sent_frames(publisher))
+        wait_until(lambda: writer_records(acme_camera, standby), 30, "the standby to take over")
+        wait_until(lambda: len(sent_frames(publisher)) > killed_at + 40, 30, "more frames")
+        stop_cleanly(publisher, standby, env)
+        assert resumed_entries(tmp_path / ("b.log" if standby is recorders[1] else "a.log"))[0] > 0
+    finally:
+        publisher.kill()
+        for process in recorders:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+    sent = sent_frames(publisher)
+    seqs = recorded_seqs(acme_camera)
+    assert len(seqs) == len(set(seqs)), "a frame was recorded twice"
+    assert seqs == sorted(sent), f"missing: {sorted(set(sent) - set(seqs))[:20]}"
