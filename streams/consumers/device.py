@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
 from recordings import alerts, sessions
-from streams import auth, control, metrics, presence, tokens
+from streams import auth, control, devicemedia, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.base import SightlineSocket
 from streams.groups import device_group, org_group, prefix
@@ -101,6 +101,7 @@ class DeviceConsumer(SightlineSocket):
         self.device = None
         self.token_id = None
         self.hello = None
+        self.media = None
         self.presence = None
         self.publisher = None
         self.reassembler = Reassembler(self.limits.max_frame_bytes)
@@ -252,8 +253,9 @@ class DeviceConsumer(SightlineSocket):
         self.presence = presence.Presence(redis_client(), device.pk, ttl=self.limits.dead_after_seconds)
         recording = device.recording_policy != RecordingPolicy.OFF
         # The recorder process reads the session from the presence hash: it lives as long as this connection.
-        session = {"rec": sessions.encode_session(device.organisation_id, hello.get("audio"))} if recording else None
-        generation = await self.presence.claim(now, session)
+        session = {"rec": sessions.encode_session(device.organisation_id, hello.get("audio"))} if recording else {}
+        self.media = devicemedia.media_of_hello(hello)
+        generation = await self.presence.claim(now, {**session, devicemedia.FIELD: devicemedia.encode(self.media)})
         group = device_group(device.pk)
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
@@ -335,7 +337,8 @@ class DeviceConsumer(SightlineSocket):
 
     async def _announce(self, online: bool, now: float) -> None:
         event = presence.presence_event(self.device.pk, online, now)
-        await self.publisher.event(event)
+        # Viewers learn from the presence event what the device now sends and can play.
+        await self.publisher.event({**event, "media": self.media if online else None})
         await self.channel_layer.group_send(
             org_group(self.device.organisation_id), {**event, "type": "presence.changed"}
         )

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL, VIEW, role_allows
 from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
-from streams import auth, control, metrics, presence
+from streams import auth, control, devicemedia, metrics, presence
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.base import SightlineSocket
 from streams.limits import MAX_PENDING_COMMANDS, Limits
@@ -104,6 +104,7 @@ class ViewerConsumer(SightlineSocket):
         await self.accept_socket()
         live = await presence.snapshot(redis_client(), [device.pk])
         online, last_seen = presence.merge_with_row(device, live.get(str(device.pk)))
+        media = await devicemedia.read(redis_client(), device.pk) if online else None
         self.outbox = Outbox()
         self.outbox.put_control(dump({
             "type": "welcome",
@@ -117,6 +118,7 @@ class ViewerConsumer(SightlineSocket):
             },
             "role": role,
             "can_control": can_control,
+            "media": media,
         }))
         # Subscribe before the sender starts: the welcome (control goes first)
         # then means "every frame from now on reaches you".
