@@ -127,3 +127,23 @@ def test_each_codec_is_recorded_into_the_mp4_with_its_duration(codec, tmp_path):
         assert stream.codec_context.name == ("opus" if codec == "opus" else "aac")
         decoded = sum(frame.samples for frame in container.decode(audio=0)) / stream.rate
     assert decoded == pytest.approx(sent_seconds(encoder, payloads), rel=0.02)
+
+
+# -- the reference agent's audio ---------------------------------------------------------------
+
+
+def test_the_agent_talkback_analysis_finds_a_tone_frequency():
+    from streams.agent.talkback import dominant_frequency
+
+    pcm = Tone(48000, 440.0).read(48000)
+    assert dominant_frequency(pcm, 48000) == pytest.approx(440, abs=2)
+    assert dominant_frequency(bytes(96000), 48000) == 0.0
+
+
+def test_the_agent_sources_give_the_samples_asked_for(tmp_path):
+    from streams.agent.audio import open_audio_source
+
+    assert len(open_audio_source("speech", 16000).read(320)) == 640
+    assert len(open_audio_source("tone:1000", 8000).read(160)) == 320
+    with pytest.raises(ValueError):
+        open_audio_source("microphone", 8000)

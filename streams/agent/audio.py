@@ -43,24 +43,31 @@ class Tone:
 
 
 class SpeechLike:
-    """Syllables: a voiced buzz (120 Hz fundamental and formant-ish harmonics) under a
-    4 Hz syllable envelope with pauses, so a listener hears something voice-like."""
+    """Syllables: a voiced buzz (a gliding 100-140 Hz fundamental and a few harmonics)
+    under a 4 Hz syllable envelope with pauses, so a listener hears something voice-like.
+    One 3.5 s loop is computed at start (pure Python is too slow to do it live)."""
+
+    LOOP_SECONDS = 3.5
 
     def __init__(self, rate: int):
-        self.rate, self.n = rate, 0
+        self.rate, self.position = rate, 0
         self.description = "a speech-like signal"
+        out, phase = array("h"), 0.0
+        for i in range(round(rate * self.LOOP_SECONDS)):
+            t = i / rate
+            envelope = math.sin(math.pi * ((t * 4) % 1.0)) ** 2 if int(t * 4) % 7 not in (3, 6) else 0.0
+            phase += 2 * math.pi * (120 + 20 * math.sin(2 * math.pi * t / self.LOOP_SECONDS)) / rate
+            value = sum(math.sin(phase * k) / k for k in (1, 2, 3, 5, 7))
+            out.append(round(9000 * envelope * value / 2.0))
+        self.loop = _le(out)
 
     def read(self, samples: int) -> bytes:
-        out = array("h")
-        for i in range(self.n, self.n + samples):
-            t = i / self.rate
-            syllable = (t * 4) % 1.0
-            envelope = math.sin(math.pi * syllable) ** 2 if (int(t * 4) % 7) not in (3, 6) else 0.0
-            pitch = 120 + 20 * math.sin(2 * math.pi * 0.5 * t)
-            value = sum(math.sin(2 * math.pi * pitch * k * t) / k for k in (1, 2, 3, 5, 7))
-            out.append(round(9000 * envelope * value / 2.0))
-        self.n += samples
-        return _le(out)
+        start, end = self.position * 2, (self.position + samples) * 2
+        chunk = self.loop[start:end]
+        while len(chunk) < samples * 2:
+            chunk += self.loop[: samples * 2 - len(chunk)]
+        self.position = (self.position + samples) % (len(self.loop) // 2)
+        return chunk
 
 
 class FileAudio:
