@@ -214,7 +214,7 @@ class Reassembler:
 # -- text (JSON) messages ------------------------------------------------------
 
 DEVICE_MESSAGE_TYPES = {"hello", "ping", "pong", "ack", "stats", "error"}
-VIEWER_MESSAGE_TYPES = {"ping", "pong", "command", "subscribe"}
+VIEWER_MESSAGE_TYPES = {"ping", "pong", "command", "subscribe", "talk"}
 MAX_TEXT_BYTES = 64 * 1024
 
 

@@ -353,6 +353,19 @@ class DeviceConsumer(SightlineSocket):
         self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic(), event["settings"])
         await self.send_message({"type": "command", "id": event["id"], "settings": event["settings"]})
 
+    async def device_talk(self, event):
+        """Talk-back from an operator (streams/talkback.py), for a device whose hello offered it."""
+        if self.hello is None or self.closing or not self.hello.get("talkback"):
+            return
+        state = event.get("state")
+        if state == "audio":
+            await self.send(bytes_data=event["data"])
+        elif state == "start":
+            await self.send_message({"type": "talk", "state": "start", "codec": event.get("codec"),
+                                     "rate": event.get("rate"), "channels": 1, "user": event.get("user")})
+        elif state == "stop":
+            await self.send_message({"type": "talk", "state": "stop"})
+
     async def device_replaced(self, event):
         if self.presence is not None and event["generation"] > (self.presence.generation or 0):
             await self.refuse(Close.REPLACED, "a newer connection of this device took over")
