@@ -4,6 +4,7 @@ import { formatAgo, formatBitrate, readConfig } from './lib/format.js';
 import { LivePlayer } from './lib/player.js';
 import { KIND_AUDIO, parseFrame } from './lib/protocol.js';
 import { setupAudioPanel } from './lib/audio/panel.js';
+import { setupTalk } from './lib/audio/talk.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
 const moduleStart = performance.now();
@@ -55,6 +56,8 @@ const player = new LivePlayer(canvas, {
 const audioPanel = setupAudioPanel({
   state, player, resubscribe: () => socket.sendJson({ type: 'subscribe', kinds: audioPanel.kinds() }),
 });
+
+const talk = setupTalk({ state, send: (message) => socket.send(message), sendJson: (message) => socket.sendJson(message) });
 
 const chart = new LiveChart($('chart'), {
   series: [
@@ -125,6 +128,14 @@ function handleMessage(message) {
       state.role = message.role;
       if (message.device) setPresence(message.device.online, message.device.last_seen);
       audioPanel.setMedia(message.media, message.device?.online);
+      talk.setMedia(message.media);
+      talk.setTalking(message.talking);
+      break;
+    case 'talk':
+      talk.setTalking(message.talking);
+      break;
+    case 'talk_result':
+      talk.onResult(message);
       break;
     case 'stats':
       state.serverStats = message;
@@ -133,7 +144,10 @@ function handleMessage(message) {
       break;
     case 'presence':
       setPresence(message.online, message.last_seen);
-      if ('media' in message) audioPanel.setMedia(message.media, message.online);
+      if ('media' in message) {
+        audioPanel.setMedia(message.media, message.online);
+        talk.setMedia(message.media);
+      }
       break;
     case 'command_result':
       showCommandResult(message);
