@@ -112,3 +112,25 @@ def test_a_viewer_has_no_talk_control_and_a_forged_talk_is_refused(personas, acm
     })""")
     assert "forbidden" in result["seen"]  # the talk start was refused, the socket stayed open
     assert result["code"] == 4007
+
+
+def test_browser_publishing_sends_the_microphone_and_a_second_page_hears_it(personas, acme_camera, portal):
+    operator = portal()
+    publisher = operator.login("bob")
+    publisher.goto(f"/publish/?device={acme_camera.pk}")
+    assert publisher.locator("#pub-audio").is_checked()
+    publisher.click("#pub-start")
+    wait_for_state(publisher, "s.connected && s.welcome && s.framesSent >= 3 && s.audioFramesSent >= 20")
+    codec = publisher.evaluate("window.sightline.audio.codec")
+
+    listener = portal().login("carol")
+    listener.goto(f"/devices/{acme_camera.pk}/")
+    wait_for_state(listener, "s.framesDrawn >= 1 && s.audio.available")
+    listener.click("#audio-mute")
+    wait_for_state(listener, "s.audio.framesPlayed >= 25 && s.audio.analysis().rms > 0.02", 15_000)
+    peak = listener.evaluate("window.sightline.audio.analysis().peakHz")
+    latency = wait_for_state(listener, "s.audio.latencyMs")
+    print(f"\nPUBLISHED MICROPHONE ({codec}): heard peak {peak:.0f} Hz, capture -> played {latency:.0f} ms")
+    assert abs(peak - TONE_HZ) <= 10
+    publisher.click("#pub-stop")
+    assert operator.console_errors == []

@@ -6,23 +6,11 @@
 // the device's hello offers talk-back, and only one talker per device: while someone else
 // talks, everyone sees "talking: <name>" and the button is disabled.
 import { KIND_AUDIO, encodeFrame } from '../protocol.js';
+import { MIC_CONSTRAINTS, chooseMicCodec, startMicEncoder } from './capture.js';
 
-const BLOCK = 1024;  // samples per ScriptProcessor callback: 21 ms at 48 kHz
-
-export function chooseTalkCodec(talkback, hasEncoder) {
+export function chooseTalkCodec(talkback) {
   if (!talkback) return null;
-  if (hasEncoder && talkback.codecs.includes('opus')) return { codec: 'opus', rate: 48000 };
-  return { codec: 'pcm_s16le', rate: talkback.rate };
-}
-
-export function floatToS16(samples) {
-  const out = new Uint8Array(samples.length * 2);
-  const view = new DataView(out.buffer);
-  for (let i = 0; i < samples.length; i++) {
-    const v = Math.max(-1, Math.min(1, samples[i]));
-    view.setInt16(i * 2, v < 0 ? v * 0x8000 : v * 0x7fff, true);
-  }
-  return out;
+  return chooseMicCodec(talkback.codecs, talkback.rate);
 }
 
 export function setupTalk({ state, send, sendJson }) {
@@ -31,7 +19,7 @@ export function setupTalk({ state, send, sendJson }) {
   const label = $('talk-state');
   const info = state.talk = { offered: false, talking: null, me: false, framesSent: 0, codec: null, error: null };
   let talkback = null;
-  let capture = null;   // { stream, ctx, node, encoder }
+  let capture = null;   // { stream, stopEncoder }
   let wanted = false;   // the button is held
   let seq = 0;
 
@@ -56,57 +44,26 @@ export function setupTalk({ state, send, sendJson }) {
   }
 
   async function startCapture(choice) {
-    const stream = await navigator.mediaDevices.getUserMedia({
-      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: MIC_CONSTRAINTS });
+    const stopEncoder = startMicEncoder(stream, choice, sendAudio, (error) => {
+      info.error = `encoder: ${error.message}`;
+      stop();
     });
-    const ctx = new AudioContext({ sampleRate: choice.rate, latencyHint: 'interactive' });
-    const source = ctx.createMediaStreamSource(stream);
-    // ScriptProcessorNode hands us the samples on the main thread with no module to load;
-    // at 21 ms blocks that costs little, and it works where AudioWorklet is restricted.
-    const node = ctx.createScriptProcessor(BLOCK, 1, 1);
-    let encoder = null;
-    if (choice.codec === 'opus') {
-      encoder = new AudioEncoder({
-        output: (chunk) => {
-          const data = new Uint8Array(chunk.byteLength);
-          chunk.copyTo(data);
-          sendAudio(data, chunk.timestamp);
-        },
-        error: (error) => { info.error = `encoder: ${error.message}`; stop(); },
-      });
-      encoder.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1, bitrate: 32000,
-        opus: { frameDuration: 20000, application: 'voip' } });
-    }
-    node.onaudioprocess = (event) => {
-      const samples = event.inputBuffer.getChannelData(0);
-      // Capture time of the block's first sample, on the wall clock the device compares with.
-      const capturedUs = (Date.now() - (samples.length / choice.rate) * 1000) * 1000;
-      if (encoder) {
-        encoder.encode(new AudioData({ format: 'f32', sampleRate: choice.rate, numberOfFrames: samples.length,
-          numberOfChannels: 1, timestamp: capturedUs, data: new Float32Array(samples) }));
-      } else {
-        sendAudio(floatToS16(samples), capturedUs);
-      }
-    };
-    source.connect(node);
-    node.connect(ctx.destination);  // a ScriptProcessor runs only when connected; it outputs silence
-    return { stream, ctx, node, encoder };
+    return { stream, stopEncoder };
   }
 
   function stopCapture() {
     if (!capture) return;
-    const { stream, ctx, node, encoder } = capture;
+    const { stream, stopEncoder } = capture;
     capture = null;
-    node.onaudioprocess = null;
+    stopEncoder();
     stream.getTracks().forEach((track) => track.stop());
-    ctx.close();
-    try { encoder?.close(); } catch { /* already closed */ }
   }
 
   function start() {
     if (!talkback || wanted || (info.talking && !info.me)) return;
     wanted = true;
-    const choice = chooseTalkCodec(talkback, typeof AudioEncoder !== 'undefined');
+    const choice = chooseTalkCodec(talkback);
     info.codec = choice.codec;
     info.error = null;
     sendJson({ type: 'talk', action: 'start', codec: choice.codec, rate: choice.rate });
