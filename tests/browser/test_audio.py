@@ -49,3 +49,47 @@ def test_the_wall_stays_muted(personas, acme_camera, start_agent, portal):
     wait_for_state(page, f"s.tiles && s.tiles['{acme_camera.pk}'] && s.tiles['{acme_camera.pk}'].framesDrawn >= 2")
     assert page.evaluate("typeof AudioContext !== 'undefined' && !window.sightline.audio")
     assert page.locator("#audio-mute").count() == 0
+
+
+def test_a_device_with_sound_and_no_picture_shows_audio_only(personas, acme_camera, server, portal):
+    """A device that sends only audio (a doorbell intercom, a microphone): the page says so."""
+    import asyncio
+    import json
+    import threading
+    import time
+
+    import websockets
+
+    from streams import protocol
+    from streams.agent.audio import AudioEncoder, Tone
+
+    token, _ = acme_camera.issue_token(label="audio only")
+    stop = threading.Event()
+
+    async def device():
+        encoder = AudioEncoder("pcm_mulaw")
+        tone = Tone(encoder.rate)
+        async with websockets.connect(f"{server['ws']}/ws/device/", subprotocols=["sightline.v1"],
+                                      additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await ws.send(json.dumps({"type": "hello", "protocol": 1, "codecs": ["jpeg"], "audio": encoder.hello()}))
+            await ws.recv()
+            seq = 0
+            while not stop.is_set():
+                for payload, ts in encoder.encode(tone.read(encoder.chunk_samples), int(time.time() * 1e6)):
+                    seq += 1
+                    await ws.send(protocol.encode_frame(protocol.KIND_AUDIO, payload, seq, ts)[0])
+                await asyncio.sleep(0.02)
+
+    thread = threading.Thread(target=asyncio.run, args=(device(),), daemon=True)
+    thread.start()
+    try:
+        page = portal().login("carol")
+        page.goto(f"/devices/{acme_camera.pk}/")
+        wait_for_state(page, "s.online && s.audio.available && s.audio.audioOnly", 15_000)
+        assert page.locator("#audio-only").is_visible()
+        page.click("#audio-mute")
+        wait_for_state(page, "s.audio.framesPlayed >= 20 && s.audio.analysis().rms > 0.05", 15_000)
+        assert abs(page.evaluate("window.sightline.audio.analysis().peakHz") - 440) <= 10
+    finally:
+        stop.set()
+        thread.join(10)
