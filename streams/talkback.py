@@ -145,6 +145,9 @@ class TalkFloor:
                 # Silent for LOCK_SECONDS: the floor expired and someone else may hold it now.
                 await self._ended("lost the floor", announce=False)
                 return
+            # Said again every second: pages forget a talker not heard of for LOCK_SECONDS
+            # (a server that died mid-talk never says "nobody").
+            await self.announce(talk_event(self.device_id, self.name))
         await self.send_device({"type": "device.talk", "state": "audio", "data": data})
 
     async def stop(self, reason: str = "stopped") -> None:

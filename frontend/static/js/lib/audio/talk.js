@@ -8,6 +8,8 @@
 import { KIND_AUDIO, encodeFrame } from '../protocol.js';
 import { MIC_CONSTRAINTS, chooseMicCodec, startMicEncoder } from './capture.js';
 
+const FORGET_TALKER_MS = 6500;
+
 export function chooseTalkCodec(talkback) {
   if (!talkback) return null;
   return chooseMicCodec(talkback.codecs, talkback.rate);
@@ -78,6 +80,16 @@ export function setupTalk({ state, send, sendJson }) {
     render();
   }
 
+  // The server repeats "talking: <name>" every second while audio flows; a talker not heard
+  // of for longer than the floor's expiry (5 s) is gone (its server may have died).
+  let heardAt = 0;
+  setInterval(() => {
+    if (info.talking && !info.me && performance.now() - heardAt > FORGET_TALKER_MS) {
+      info.talking = null;
+      render();
+    }
+  }, 1000);
+
   if (button) {
     button.addEventListener('pointerdown', (event) => { event.preventDefault(); start(); });
     for (const name of ['pointerup', 'pointerleave', 'pointercancel']) button.addEventListener(name, stop);
@@ -95,6 +107,7 @@ export function setupTalk({ state, send, sendJson }) {
     },
     setTalking(name) {
       info.talking = name || null;
+      heardAt = performance.now();
       render();
     },
     async onResult(message) {
