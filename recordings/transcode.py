@@ -6,7 +6,9 @@
   about every KEYFRAME_INTERVAL_SECONDS so HLS seeks land close.
 - H.264 access units are remuxed without re-encoding, stamped with capture
   times (cameras are expected to send no B-frames; see docs/recording.md).
-- PCM s16le audio is encoded to AAC and muxed alongside.
+- Audio (docs/protocol.md, "Audio codecs"): AAC and Opus packets are copied into
+  the MP4 as they came (both play in browsers from fMP4); PCM s16le and G.711
+  are decoded to PCM and encoded to AAC.
 - A JPEG that is not a whole JPEG (no SOI/EOI) or that FFmpeg cannot decode is
   skipped and counted, never fatal.
 - Output is fragmented MP4 (empty moov at the front, a fragment per
@@ -34,6 +36,7 @@ import av
 import av.logging
 
 from recordings import constants, spool
+from streams import audioformats
 from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
 
 av.logging.set_level(None)
@@ -60,7 +63,17 @@ class TranscodeResult:
 class AudioInput:
     rate: int
     channels: int
-    chunks: list[tuple[int, bytes]]  # (capture time us, PCM s16le interleaved)
+    chunks: list[tuple[int, bytes]]  # (capture time us, PCM s16le interleaved; or AAC/Opus packets)
+    codec: str = "pcm_s16le"  # pcm_s16le (G.711 is converted on reading), "aac" (raw frames) or "opus"
+    config: bytes = b""  # AAC AudioSpecificConfig
+
+
+def _audio_muxer(out, audio: AudioInput | None):
+    if not audio or not audio.chunks:
+        return None
+    if audio.codec in ("aac", "opus"):
+        return _AudioCopy(out, audio)
+    return _AudioMuxer(out, audio)
 
 
 def looks_like_jpeg(data: bytes) -> bool:
@@ -94,7 +107,7 @@ def transcode_jpeg_frames(frames: Iterable[tuple[int, bytes]], out_path, audio: 
     key_every = int(constants.KEYFRAME_INTERVAL_SECONDS * constants.VIDEO_TIME_BASE)
     next_key, last_pts, stream = 0, 0, None
     with _open_output(out_path) as out, _DecodeAhead(frames) as pictures:
-        muxer = _AudioMuxer(out, audio) if audio and audio.chunks else None
+        muxer = _audio_muxer(out, audio)
         for ts_us, picture in pictures:
             if picture is None:
                 corrupt += 1
@@ -226,6 +239,7 @@ class _AudioMuxer:
         self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=audio.rate,
                                            frame_size=self.stream.codec_context.frame_size or 1024)
         self.out, self.index, self.next_pts = out, 0, None
+        self.primed = False
 
     def feed_until(self, video_ts_us: int, origin_us: int) -> None:
         chunks = self.audio.chunks
@@ -252,13 +266,72 @@ class _AudioMuxer:
         frame.time_base = Fraction(1, self.audio.rate)
         self.next_pts += samples
         for resampled in self.resampler.resample(frame):
-            self.out.mux(self.stream.encode(resampled))
+            self._mux(self.stream.encode(resampled))
+
+    def _mux(self, packets) -> None:
+        # FFmpeg's AAC encoder first emits one frame of priming (pts -1024). The fragmented
+        # MP4 keeps no edit list to hide it, so it would play as 1024 samples of lag
+        # (128 ms at 8 kHz) and lengthen the track: it is dropped instead.
+        if not self.primed and packets:
+            packets, self.primed = packets[1:], True
+        self.out.mux(packets)
 
     def finish(self, origin_us: int) -> None:
         self.feed_until(1 << 62, origin_us)
         for resampled in self.resampler.resample(None):
-            self.out.mux(self.stream.encode(resampled))
-        self.out.mux(self.stream.encode(None))
+            self._mux(self.stream.encode(resampled))
+        self._mux(self.stream.encode(None))
+
+
+class _AudioCopy:
+    """AAC or Opus packets copied into the MP4 without re-encoding.
+
+    Each packet's pts continues from the previous one by its own length (1024
+    samples per AAC-LC frame, the TOC's duration for Opus), so small jitter in
+    capture times never makes gaps or overlaps; only the first packet's capture
+    time places the audio against the first video frame.
+    """
+
+    def __init__(self, out, audio: AudioInput):
+        self.audio, self.out = audio, out
+        layout = "mono" if audio.channels == 1 else "stereo"
+        if audio.codec == "aac":
+            self.stream = out.add_stream("aac", rate=audio.rate, layout=layout)
+            self.stream.codec_context.extradata = audio.config
+            self.samples = lambda packet: audioformats.AAC_FRAME_SAMPLES
+        else:
+            self.stream = out.add_stream("libopus", rate=48000, layout=layout)
+            self.stream.codec_context.extradata = audioformats.opus_head(audio.channels)
+            self.samples = audioformats.opus_packet_samples
+        self.rate = 48000 if audio.codec == "opus" else audio.rate
+        self.time_base = Fraction(1, self.rate)
+        self.stream.time_base = self.time_base
+        self.index, self.next_pts = 0, None
+
+    def feed_until(self, video_ts_us: int, origin_us: int) -> None:
+        chunks = self.audio.chunks
+        while self.index < len(chunks) and chunks[self.index][0] <= video_ts_us:
+            self._mux(*chunks[self.index], origin_us)
+            self.index += 1
+
+    def _mux(self, ts_us: int, data: bytes, origin_us: int) -> None:
+        samples = self.samples(data)
+        if not data or samples <= 0:
+            return
+        if self.next_pts is None:
+            offset = (ts_us - origin_us) * self.rate // 1_000_000
+            if offset < 0:  # captured before the first picture: packets cannot be cut, drop them
+                return
+            self.next_pts = offset
+        packet = av.Packet(data)
+        packet.pts = packet.dts = self.next_pts
+        packet.duration = samples
+        packet.time_base, packet.stream = self.time_base, self.stream
+        self.next_pts += samples
+        self.out.mux(packet)
+
+    def finish(self, origin_us: int) -> None:
+        self.feed_until(1 << 62, origin_us)
 
 
 def remux_h264(access_units: list[tuple[int, bytes]], out_path, audio: AudioInput | None = None) -> TranscodeResult:
@@ -271,7 +344,7 @@ def remux_h264(access_units: list[tuple[int, bytes]], out_path, audio: AudioInpu
         in_stream = source.streams.video[0]
         stream = out.add_stream_from_template(in_stream)
         stream.time_base = TIME_BASE
-        muxer = _AudioMuxer(out, audio) if audio and audio.chunks else None
+        muxer = _audio_muxer(out, audio)
         for packet in source.demux(in_stream):
             if packet.size == 0:
                 continue
@@ -334,11 +407,38 @@ def transcode_spool(spool_path, out_path) -> TranscodeResult:
 
 
 def _audio_input(meta: dict, records) -> AudioInput | None:
+    """The segment's audio as the muxers take it, from the hello.audio the recorder saved."""
     params = meta.get("audio") or {}
     chunks = [(r.header.timestamp_us, r.payload) for r in records if r.header.kind == KIND_AUDIO]
-    if not chunks or params.get("codec", "pcm_s16le") != "pcm_s16le":
+    codec = params.get("codec", "pcm_s16le")
+    if not chunks:
         return None
-    return AudioInput(rate=int(params.get("rate", 16000)), channels=int(params.get("channels", 1)), chunks=chunks)
+    rate, channels = int(params.get("rate", 16000)), int(params.get("channels", 1))
+    if codec in ("pcm_s16le", "pcm_alaw", "pcm_mulaw"):
+        return AudioInput(rate, channels, [(ts, audioformats.to_s16(codec, data)) for ts, data in chunks])
+    if codec == "opus":
+        return AudioInput(48000, channels, chunks, codec="opus")
+    if codec == "aac":
+        return _aac_input(params, rate, channels, chunks)
+    log.warning("segment audio codec %r is not known: recorded without audio", codec)
+    return None
+
+
+def _aac_input(params: dict, rate: int, channels: int, chunks) -> AudioInput | None:
+    """Raw AAC frames: ADTS headers come off (MP4 keeps the config once, in the esds)."""
+    config = bytes.fromhex(params["config"]) if params.get("config") else b""
+    if params.get("format", "adts") == "raw":
+        return AudioInput(rate, channels, chunks, codec="aac", config=config)
+    frames = []
+    for ts_us, data in chunks:
+        parts = audioformats.split_adts(data)
+        # Several ADTS frames in one message: each later frame starts 1024 samples on.
+        for n, (frame_config, raw) in enumerate(parts):
+            config = config or frame_config
+            frames.append((ts_us + n * audioformats.AAC_FRAME_SAMPLES * 1_000_000 // rate, raw))
+    if not frames or not config:
+        return None
+    return AudioInput(rate, channels, frames, codec="aac", config=config)
 
 
 def _nominal_fps(stamps: list[int]) -> float:

@@ -348,6 +348,10 @@ class DeviceFeed:
             text = data.decode()
             for outbox in self.viewers:
                 outbox.put_control(text)
+        elif kind == "talk":  # who is talking back to the device (streams/talkback.py)
+            text = data.decode()
+            for outbox in self.viewers:
+                outbox.put_control(text)
         elif kind == "ingest_stats":
             self.ingest_stats = event
 

@@ -43,3 +43,8 @@ def keyframe_key(device_id) -> str:
 
 def auth_failures_key(address: str) -> str:
     return f"{prefix()}:authfail:{address}"
+
+
+def talk_key(device_id) -> str:
+    """Who is talking to a device now (talk-back): one holder, with an expiry (streams/talkback.py)."""
+    return f"{prefix()}:talk:{device_id}"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
@@ -158,3 +159,22 @@ def authenticate_token(token: str) -> tuple[str, DeviceToken | None]:
         return AuthResult.DISABLED, found
     DeviceToken.objects.filter(pk=found.pk).update(last_used_at=timezone.now())
     return AuthResult.OK, found
+
+
+class TalkSession(models.Model):
+    """One operator talking to a device through its speaker (talk-back, streams/talkback.py):
+    who, to which device, when it started and ended (null while talking or if the server died)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="talk_sessions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="talk_sessions")
+    user_name = models.CharField(max_length=150, help_text="the name shown to others while talking")
+    codec = models.CharField(max_length=16)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["device", "started_at"])]
+
+    def __str__(self):
+        return f"{self.user_name} → {self.device_id} at {self.started_at:%Y-%m-%d %H:%M:%S}"

@@ -5,7 +5,7 @@ Binary WebSocket messages carry media behind a fixed 24-byte big-endian header:
     off size field
     0   1    magic      0x53 ('S')
     1   1    version    1
-    2   1    kind       1 JPEG image, 2 H.264 access unit (Annex B), 3 audio (PCM s16le), 4 metadata (UTF-8 JSON)
+    2   1    kind       1 JPEG image, 2 H.264 access unit (Annex B), 3 audio (codec from hello.audio), 4 metadata (UTF-8 JSON)
     3   1    flags      0x01 keyframe, 0x02 chunk start, 0x04 chunk end
     4   4    sequence   uint32, one per frame (all chunks of a frame share it)
     8   8    timestamp  uint64, capture time in microseconds since the Unix epoch
@@ -217,7 +217,7 @@ class Reassembler:
 # -- text (JSON) messages ------------------------------------------------------
 
 DEVICE_MESSAGE_TYPES = {"hello", "ping", "pong", "ack", "stats", "error"}
-VIEWER_MESSAGE_TYPES = {"ping", "pong", "command", "subscribe"}
+VIEWER_MESSAGE_TYPES = {"ping", "pong", "command", "subscribe", "talk"}
 MAX_TEXT_BYTES = 64 * 1024
 
 
@@ -271,7 +271,74 @@ def dump(message: dict) -> str:
 
 
 HELLO_CODECS = {"jpeg", "h264"}
-AUDIO_CODECS = {"pcm_s16le"}
+# Audio a device may send (docs/protocol.md, "Audio codecs"). pcm_s16le is the original one.
+AUDIO_CODECS = {"pcm_s16le", "pcm_alaw", "pcm_mulaw", "aac", "opus"}
+# Audio a device may be asked to play (talk-back). A device that can play audio takes pcm_s16le.
+TALKBACK_CODECS = {"pcm_s16le", "opus"}
+TALKBACK_RATES = {8000, 16000, 24000, 48000}
+AAC_FORMATS = {"adts", "raw"}
+_HEX = set("0123456789abcdefABCDEF")
+
+
+def _bad_audio(message: str) -> ProtocolError:
+    return ProtocolError(Close.UNEXPECTED_TEXT, message)
+
+
+def validate_audio(audio) -> dict | None:
+    """hello.audio: what the device sends (codec, rate, channels; for AAC its framing).
+
+    Returns the clean dict the server keeps (and the recorder reads), or None.
+    """
+    if audio is None:
+        return None
+    # isinstance before each set lookup: an unhashable value (list, dict) would raise TypeError.
+    if not isinstance(audio, dict) or not isinstance(audio.get("codec"), str) or audio["codec"] not in AUDIO_CODECS:
+        raise _bad_audio(f"hello.audio.codec must be one of {sorted(AUDIO_CODECS)}")
+    codec, rate, channels = audio["codec"], audio.get("rate"), audio.get("channels")
+    if not (isinstance(rate, int) and not isinstance(rate, bool) and 1000 <= rate <= 192000
+            and isinstance(channels, int) and not isinstance(channels, bool) and 1 <= channels <= 8):
+        raise _bad_audio("hello.audio needs rate 1000..192000 and channels 1..8")
+    clean = {"codec": codec, "rate": rate, "channels": channels}
+    if codec in ("pcm_alaw", "pcm_mulaw") and channels != 1:
+        raise _bad_audio(f"hello.audio: {codec} is mono (channels 1)")
+    if codec == "opus":
+        # Opus always decodes at 48 kHz: timestamps and durations are in 48 kHz samples.
+        if rate != 48000 or channels > 2:
+            raise _bad_audio("hello.audio: opus needs rate 48000 and channels 1 or 2")
+    if codec == "aac":
+        framing = audio.get("format", "adts")
+        if not isinstance(framing, str) or framing not in AAC_FORMATS:
+            raise _bad_audio(f"hello.audio.format must be one of {sorted(AAC_FORMATS)}")
+        config = audio.get("config")
+        if framing == "raw" and config is None:
+            raise _bad_audio("hello.audio: raw AAC needs config (the AudioSpecificConfig in hex)")
+        if config is not None and not (isinstance(config, str) and 4 <= len(config) <= 64
+                                       and len(config) % 2 == 0 and set(config) <= _HEX):
+            raise _bad_audio("hello.audio.config must be 2..32 bytes of AudioSpecificConfig in hex")
+        clean["format"] = framing
+        if config is not None:
+            clean["config"] = config.lower()
+    return clean
+
+
+def validate_talkback(talkback) -> dict | None:
+    """hello.talkback: the device can play audio sent to it (an operator talking).
+
+    {"codecs": [...], "rate": 48000, "channels": 1}; codecs must include pcm_s16le,
+    the one every browser can send. None when the device cannot play audio.
+    """
+    if talkback is None:
+        return None
+    if not isinstance(talkback, dict):
+        raise _bad_audio("hello.talkback must be an object or null")
+    codecs = talkback.get("codecs")
+    if (not isinstance(codecs, list) or "pcm_s16le" not in codecs
+            or not all(isinstance(c, str) and c in TALKBACK_CODECS for c in codecs)):
+        raise _bad_audio(f"hello.talkback.codecs must list pcm_s16le and may add {sorted(TALKBACK_CODECS - {'pcm_s16le'})}")
+    rate = talkback.get("rate", 48000)
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate not in TALKBACK_RATES:
+        raise _bad_audio(f"hello.talkback.rate must be one of {sorted(TALKBACK_RATES)}")
+    return {"codecs": sorted(set(codecs), key=["opus", "pcm_s16le"].index), "rate": rate, "channels": 1}
 
 
 def validate_hello(message: dict) -> dict:
@@ -288,17 +355,10 @@ def validate_hello(message: dict) -> dict:
     fps = message.get("fps")
     if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps <= 1000):
         raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.fps must be a positive number")
-    audio = message.get("audio")
-    if audio is not None:
-        if not isinstance(audio, dict) or not isinstance(audio.get("codec"), str) or audio["codec"] not in AUDIO_CODECS:
-            raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.audio.codec must be one of {sorted(AUDIO_CODECS)}")
-        rate, channels = audio.get("rate"), audio.get("channels")
-        if not (isinstance(rate, int) and not isinstance(rate, bool) and 1000 <= rate <= 192000
-                and isinstance(channels, int) and not isinstance(channels, bool) and 1 <= channels <= 8):
-            raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.audio needs rate 1000..192000 and channels 1..8")
-        audio = {"codec": audio["codec"], "rate": rate, "channels": channels}
+    audio = validate_audio(message.get("audio"))
+    talkback = validate_talkback(message.get("talkback"))
     agent = message.get("agent", "")
     if not isinstance(agent, str):
         raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.agent must be a string")
     return {"protocol": VERSION, "codecs": list(codecs), "resolution": resolution, "fps": fps,
-            "audio": audio, "agent": agent[:200]}
+            "audio": audio, "talkback": talkback, "agent": agent[:200]}

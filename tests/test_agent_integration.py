@@ -212,4 +212,4 @@ async def test_h264_and_audio_reach_a_viewer_and_the_outsider_gets_nothing(serve
             header, payload = await next_frame(ws, protocol.KIND_H264)
         assert header.keyframe and payload.startswith(b"\x00\x00\x00\x01")
         audio_header, audio = await next_frame(ws, protocol.KIND_AUDIO)
-        assert len(audio) == 3200 and audio_header.seq >= 1
+        assert len(audio) == 640 and audio_header.seq >= 1  # 20 ms of 16 kHz mono PCM

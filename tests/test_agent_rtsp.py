@@ -271,3 +271,15 @@ async def test_a_camera_lost_between_hello_and_relay_ends_the_session_instead_of
     ws = FakeSocket()
     await asyncio.wait_for(agent._video(ws), 1)
     assert ws.sent == []
+
+
+def test_a_cameras_g711_aac_and_opus_are_relayed_as_received_and_other_audio_is_decoded():
+    from streams.agent.rtsp import passthrough_audio
+
+    assert passthrough_audio("pcm_alaw", 8000, 1, None) == {"codec": "pcm_alaw", "rate": 8000, "channels": 1}
+    assert passthrough_audio("aac", 16000, 1, b"\x14\x08") == {
+        "codec": "aac", "rate": 16000, "channels": 1, "format": "raw", "config": "1408"}
+    assert passthrough_audio("opus", 48000, 2, None) == {"codec": "opus", "rate": 48000, "channels": 2}
+    assert passthrough_audio("pcm_alaw", 8000, 2, None) is None  # stereo G.711 is not in the protocol
+    assert passthrough_audio("aac", 16000, 1, b"") is None  # no config: decode instead
+    assert passthrough_audio("adpcm_g726", 8000, 1, None) is None

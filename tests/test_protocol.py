@@ -166,3 +166,17 @@ def test_a_hello_field_of_the_wrong_type_is_refused_with_4007_not_a_type_error(f
     with pytest.raises(ProtocolError) as error:
         validate_hello(hello)
     assert error.value.code == Close.UNEXPECTED_TEXT
+
+
+@pytest.mark.parametrize("audio, talkback", [
+    ({"codec": [], "rate": 8000, "channels": 1}, None),
+    ({"codec": {}, "rate": 8000, "channels": 1}, None),
+    ({"codec": "aac", "rate": 8000, "channels": 1, "format": []}, None),
+    (None, {"codecs": ["pcm_s16le", {}]}),
+    (None, {"codecs": ["pcm_s16le"], "rate": [48000]}),
+])
+def test_unhashable_audio_and_talkback_values_are_refused_with_4007_not_a_type_error(audio, talkback):
+    hello = {"type": "hello", "protocol": 1, "codecs": ["jpeg"], "audio": audio, "talkback": talkback}
+    with pytest.raises(ProtocolError) as refused:
+        validate_hello(hello)
+    assert refused.value.code == Close.UNEXPECTED_TEXT

@@ -13,6 +13,8 @@ import signal
 import sys
 
 from streams.agent import AGENT_NAME
+from streams.agent.audio import CODECS as AUDIO_CODECS
+from streams.agent.audio import open_audio_source
 from streams.agent.controls import InvalidSetting, parse_resolution
 from streams.agent.encoders import make_encoder
 from streams.agent.passthrough import PassthroughAgent
@@ -43,7 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp",
                         help="RTSP media over the camera's TCP connection (default) or UDP")
     parser.add_argument("--codec", choices=["jpeg", "h264"], default="jpeg", help="video codec (default jpeg)")
-    parser.add_argument("--audio", action="store_true", help="also send a 440 Hz test tone (PCM 16 kHz mono)")
+    parser.add_argument("--audio", action="store_true", help="also send audio (default: a 440 Hz tone as PCM 16 kHz mono)")
+    parser.add_argument("--audio-codec", choices=AUDIO_CODECS, metavar="CODEC",
+                        help=f"send audio in this codec: {', '.join(AUDIO_CODECS)} (implies --audio)")
+    parser.add_argument("--audio-source", default="tone", metavar="SRC",
+                        help="tone (440 Hz, default), tone:HZ, speech (a speech-like signal) or file:PATH "
+                             "(a file's audio track, looped) (implies --audio)")
+    parser.add_argument("--talkback", action="store_true",
+                        help="offer talk-back: play operators' voices to the sound device, or to --talkback-wav")
+    parser.add_argument("--talkback-wav", metavar="PATH",
+                        help="write talk-back audio to this WAV file (default: the sound device if there is one, "
+                             "else talkback.wav) (implies --talkback)")
     parser.add_argument("--metadata", action="store_true",
                         help="also send a metadata frame (JSON: settings, last video seq) once a second")
     parser.add_argument("--fps", type=int, default=10, help="frames per second, 1..60 (default 10)")
@@ -107,9 +119,16 @@ def config_from_args(args) -> AgentConfig:
         client_context(args.url, args.ca_file, args.insecure)
     except TlsSetupError as error:
         raise AgentExit(EXIT_USAGE, str(error)) from None
+    audio = args.audio or bool(args.audio_codec) or args.audio_source != "tone"
+    if audio:
+        try:
+            open_audio_source(args.audio_source, 8000)
+        except (ValueError, OSError) as error:
+            raise AgentExit(EXIT_USAGE, f"--audio-source: {error}") from None
     return AgentConfig(
         url=args.url, token=read_token(args.token_file), auth=args.auth, codec=args.codec,
-        audio=args.audio, metadata=args.metadata,
+        audio=audio, audio_codec=args.audio_codec or "pcm_s16le", audio_source=args.audio_source,
+        metadata=args.metadata,
         fps=args.fps, width=width, height=height, duration=args.duration, frames=args.frames,
         name=args.name, use_server_settings=not args.local_settings,
         ca_file=args.ca_file, insecure=args.insecure,
@@ -159,8 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         if config.insecure:
             status.warning(INSECURE_WARNING)
             status.mark = INSECURE_MARK
+        if args.talkback or args.talkback_wav:
+            from streams.agent.talkback import TalkbackPlayer
+
+            config.talkback = TalkbackPlayer(args.talkback_wav, status, status.counters)
+        audio = f" + audio ({config.audio_codec}, {args.audio_source})" if config.audio else ""
+        talk = f", talk-back to {config.talkback.description}" if config.talkback else ""
         status.event(f"{AGENT_NAME}{' ' + config.name if config.name else ''}: {source.description}, "
-                     f"{config.codec}{' + audio' if config.audio else ''} → {config.url} "
+                     f"{config.codec}{audio}{talk} → {config.url} "
                      f"(token {redact(config.token)}, auth by {config.auth})")
         agent = Agent(config, source, encoder, status)
         code = asyncio.run(_run(agent))

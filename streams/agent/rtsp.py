@@ -1,12 +1,12 @@
-"""An RTSP camera read with PyAV in its own thread: H.264 as received, audio as PCM.
+"""An RTSP camera read with PyAV in its own thread: H.264 and audio as received.
 
 ``RtspCamera`` owns one demux thread per camera. The thread opens the camera
 (TCP by default, UDP selectable; timeouts on open and on every read), demuxes
 packets without decoding video, turns each H.264 packet into a protocol access
 unit (annexb.access_unit: Annex B, SPS/PPS on keyframes) and hands it to the
-event loop. Protocol v1 carries audio only as pcm_s16le, so G.711 and AAC are
-decoded to PCM here (cheap: a few kbit/s); a later protocol version that names
-these codecs will carry them as received. When the camera drops, or is down at
+event loop. G.711, AAC and Opus audio are relayed as received (protocol v1 names
+them in hello.audio, docs/protocol.md section 3a); any other audio codec is
+decoded to PCM here (cheap: a few kbit/s). When the camera drops, or is down at
 start, the thread retries with backoff and full jitter (reconnect.Backoff), with
 a short cap so a camera that comes back is streaming again within seconds; a
 camera that refuses us (401, 404, an H.265 stream) is retried slowly and said so.
@@ -134,6 +134,26 @@ class Item:
     timestamp_us: int = 0
     info: CameraInfo | None = None
     message: str = ""
+
+
+def passthrough_audio(name: str, rate: int, channels: int, extradata: bytes | None) -> dict | None:
+    """The hello.audio for relaying a camera's audio packets as received, or None when
+    the codec must be decoded to PCM instead. Pure."""
+    from streams.protocol import ProtocolError, validate_audio
+
+    if name in ("pcm_alaw", "pcm_mulaw"):
+        audio = {"codec": name, "rate": rate, "channels": channels}
+    elif name == "aac" and extradata:
+        # RTP (RFC 3640) delivers raw access units; the config comes from the SDP.
+        audio = {"codec": "aac", "rate": rate, "channels": channels, "format": "raw", "config": bytes(extradata).hex()}
+    elif name == "opus":
+        audio = {"codec": "opus", "rate": 48000, "channels": channels}
+    else:
+        return None
+    try:
+        return validate_audio(audio)
+    except ProtocolError:  # e.g. stereo G.711: decode it instead
+        return None
 
 
 def check_video_codec(name: str) -> None:
@@ -288,10 +308,13 @@ class RtspCamera:
             audio = container.streams.audio[0] if container.streams.audio else None
             resampler, audio_hello = None, None
             if audio is not None and audio.codec_context.sample_rate:
-                channels = 1 if audio.codec_context.channels == 1 else 2
-                audio_hello = {"codec": "pcm_s16le", "rate": audio.codec_context.sample_rate, "channels": channels}
-                resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo",
-                                              rate=audio.codec_context.sample_rate)
+                context = audio.codec_context
+                channels = 1 if context.channels == 1 else 2
+                audio_hello = passthrough_audio(context.name, context.sample_rate, context.channels, context.extradata)
+                if audio_hello is None:  # a codec protocol v1 does not name: decode it to PCM
+                    audio_hello = {"codec": "pcm_s16le", "rate": context.sample_rate, "channels": channels}
+                    resampler = av.AudioResampler(format="s16", layout="mono" if channels == 1 else "stereo",
+                                                  rate=context.sample_rate)
             rate = video.average_rate or video.guessed_rate
             info = CameraInfo(video.codec_context.width, video.codec_context.height,
                               round(float(rate), 3) if rate else None, audio_hello)
@@ -301,7 +324,7 @@ class RtspCamera:
             self.state = "streaming"
             self._say(f"camera {redact_url(self.url)}: streaming H.264 {info.resolution}"
                       f"{f' at {info.fps:g} fps' if info.fps else ''}"
-                      f"{', audio ' + audio.codec_context.name + ' as PCM' if audio_hello else ', no audio'}")
+                      f"{', audio ' + audio.codec_context.name + (' as PCM' if resampler else ' as received') if audio_hello else ', no audio'}")
             self._post(Item("open", generation, info=info))
             clock = Clock()
             streams = [video] + ([audio] if audio_hello else [])
@@ -320,6 +343,8 @@ class RtspCamera:
                         self._say(f"skipped a malformed H.264 packet: {error}", error=True)
                         continue
                     self._post(Item("video", generation, payload, keyframe, ts))
+                elif resampler is None:
+                    self._post(Item("audio", generation, bytes(packet), False, ts))
                 else:
                     pcm = b"".join(self._pcm(resampler, frame) for frame in audio.codec_context.decode(packet))
                     if pcm:

@@ -9,7 +9,8 @@ welcome, then these tasks until the socket ends or the run is done:
 
 - video: capture → brightness/contrast → encode (in one worker thread, so the
   event loop keeps answering pings) → send, paced by the monotonic clock;
-- audio (with --audio): one 100 ms PCM frame every 100 ms;
+- audio (with --audio / --audio-codec): 20 ms of the audio source, encoded (agent/audio.py);
+- talk-back (with --talkback): operator audio from the server, played (agent/talkback.py);
 - metadata (with --metadata): one JSON frame a second;
 - receiver: ping → pong, command → ack, persisted, error;
 - heartbeat: our own ping every heartbeat_seconds; a server silent for
@@ -34,7 +35,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from streams.agent import AGENT_NAME
 from streams.agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
-from streams.agent.encoders import AUDIO_CHUNK_SECONDS, AUDIO_HELLO, EncodedFrame, ToneGenerator
+from streams.agent.audio import CHUNK_SECONDS as AUDIO_CHUNK_SECONDS
+from streams.agent.audio import AudioEncoder, open_audio_source
+from streams.agent.encoders import EncodedFrame
 from streams.agent.imaging import adjust
 from streams.agent.reconnect import (
     EXIT_ERROR,
@@ -67,6 +70,9 @@ class AgentConfig:
     auth: str = "header"  # or "subprotocol"
     codec: str = "jpeg"
     audio: bool = False
+    audio_codec: str = "pcm_s16le"
+    audio_source: str = "tone"  # tone, tone:HZ, speech, file:PATH (agent/audio.py)
+    talkback: object = None  # an agent.talkback.TalkbackPlayer when this device plays operator audio
     metadata: bool = False
     fps: int = 10
     width: int = 640
@@ -101,7 +107,10 @@ class Agent:
         # own); kept across reconnects so a stream resumes at N+1.
         self.seqs = {"video": 0, "audio": 0, "metadata": 0}
         self.limits = dict(DEFAULT_LIMITS)
-        self.tone = ToneGenerator() if config.audio else None
+        self.audio_encoder = AudioEncoder(config.audio_codec) if config.audio else None
+        self.audio_source = (open_audio_source(config.audio_source, self.audio_encoder.rate)
+                             if self.audio_encoder else None)
+        self.talkback = config.talkback
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agent-capture")
         self.done = asyncio.Event()
         self.last_close: tuple[int | None, str] = (None, "")
@@ -232,7 +241,8 @@ class Agent:
         agent = AGENT_NAME + (f" ({self.config.name[:100]})" if self.config.name else "")
         return {"type": "hello", "protocol": 1, "codecs": [self.encoder.codec],
                 "resolution": self.settings.resolution, "fps": self.settings.fps,
-                "audio": dict(AUDIO_HELLO) if self.tone else None, "agent": agent}
+                "audio": self.audio_encoder.hello() if self.audio_encoder else None,
+                "talkback": self.talkback.hello() if self.talkback else None, "agent": agent}
 
     async def _await_welcome(self, ws) -> dict | None:
         deadline = time.monotonic() + WELCOME_TIMEOUT_SECONDS
@@ -279,7 +289,7 @@ class Agent:
                  asyncio.create_task(self._heartbeat(ws), name="heartbeat"),
                  asyncio.create_task(self._report(ws), name="report"),
                  asyncio.create_task(self.done.wait(), name="done")]
-        if self.tone is not None:
+        if self.audio_encoder is not None:
             tasks.append(asyncio.create_task(self._audio(ws), name="audio"))
         if self.config.metadata:
             tasks.append(asyncio.create_task(self._metadata(ws), name="metadata"))
@@ -360,14 +370,18 @@ class Agent:
                 next_due = time.monotonic()
 
     async def _audio(self, ws) -> None:
+        """20 ms of the source every 20 ms, encoded; each payload stamped with the capture
+        time of its first sample (AAC and Opus encoders hold some samples back)."""
         next_due = time.monotonic()
+        encoder, source = self.audio_encoder, self.audio_source
         while not self.done.is_set():
             delay = next_due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             captured_at = time.time()
-            frame = EncodedFrame(KIND_AUDIO, self.tone.next_chunk(), False)
-            await self._send_frame(ws, frame, int(captured_at * 1_000_000))
+            pcm = source.read(encoder.chunk_samples)
+            for payload, timestamp_us in encoder.encode(pcm, int(captured_at * 1_000_000)):
+                await self._send_frame(ws, EncodedFrame(KIND_AUDIO, payload, False), timestamp_us)
             next_due += AUDIO_CHUNK_SECONDS
             if next_due < time.monotonic() - AUDIO_CHUNK_SECONDS:
                 next_due = time.monotonic()
@@ -389,10 +403,14 @@ class Agent:
         async for message in ws:
             self.last_heard = time.monotonic()
             if isinstance(message, bytes):
-                continue  # the server sends devices no media
+                if self.talkback is not None:  # an operator talking (docs/protocol.md section 4a)
+                    self.talkback.on_audio(message)
+                continue
             data = _json_object(message)
             kind = data.get("type")
-            if kind == "ping":
+            if kind == "talk" and self.talkback is not None:
+                self.talkback.on_talk(data)
+            elif kind == "ping":
                 await self._send_text(ws, {"type": "pong", "id": data.get("id"), "ts": data.get("ts")})
             elif kind == "command":
                 await self._send_text(ws, self.handle_command(data))

@@ -29,6 +29,7 @@ class Counters:
     commands: int = 0
     resolution: str = ""
     codec: str = ""
+    talk: str = ""  # who is talking back and the level (agent/talkback.py), "" when nobody
     _window: deque = field(default_factory=deque)  # (monotonic time, bytes) of recent video frames
     _first_frame_at: float | None = None
 
@@ -66,7 +67,8 @@ class Counters:
         fps, kbps = self.rates(now)
         return (f"[{self.state}] {self.codec} {self.resolution} {fps:4.1f} fps {kbps:7.1f} kbit/s "
                 f"seq {self.video_seq} audio {self.audio_seq} reconnects {self.reconnects} "
-                f"persisted {self.persisted} commands {self.commands}")
+                f"persisted {self.persisted} commands {self.commands}"
+                + (f" | talk-back: {self.talk}" if self.talk else ""))
 
 
 class StatusLine:

@@ -11,7 +11,7 @@ from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
 from project.logging import printable
 from recordings import alerts, lifecycle, sessions
-from streams import auth, control, metrics, presence, tokens
+from streams import auth, control, devicemedia, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
@@ -103,6 +103,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         self.device = None
         self.token_id = None
         self.hello = None
+        self.media = None
         self.presence = None
         self.publisher = None
         self.reassembler = Reassembler(self.limits.max_frame_bytes)
@@ -260,10 +261,11 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         recording = device.recording_policy != RecordingPolicy.OFF
         # The session also goes into the presence hash: it lives as long as this connection.
         encoded = sessions.encode_session(device.organisation_id, hello.get("audio")) if recording else None
-        session = {"rec": encoded} if recording else None
+        session = {"rec": encoded} if recording else {}
         # Recording on: each frame also goes to the recorders' durable hand-off (recordings/handoff.py).
         self.publisher = IngestPublisher(device.pk, recording_session=encoded)
-        generation = await self.presence.claim(now, session)
+        self.media = devicemedia.media_of_hello(hello)
+        generation = await self.presence.claim(now, {**session, devicemedia.FIELD: devicemedia.encode(self.media)})
         group = device_group(device.pk)
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups.append(group)
@@ -351,7 +353,8 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
 
     async def _announce(self, online: bool, now: float) -> None:
         event = presence.presence_event(self.device.pk, online, now)
-        await self.publisher.event(event)
+        # Viewers learn from the presence event what the device now sends and can play.
+        await self.publisher.event({**event, "media": self.media if online else None})
         await self.channel_layer.group_send(
             org_group(self.device.organisation_id), {**event, "type": "presence.changed"}
         )
@@ -373,6 +376,19 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic() + (deadline - now),
                                               event["settings"])
         await self.send_message({"type": "command", "id": event["id"], "settings": event["settings"]})
+
+    async def device_talk(self, event):
+        """Talk-back from an operator (streams/talkback.py), for a device whose hello offered it."""
+        if self.hello is None or self.closing or not self.hello.get("talkback"):
+            return
+        state = event.get("state")
+        if state == "audio":
+            await self.send(bytes_data=event["data"])
+        elif state == "start":
+            await self.send_message({"type": "talk", "state": "start", "codec": event.get("codec"),
+                                     "rate": event.get("rate"), "channels": 1, "user": event.get("user")})
+        elif state == "stop":
+            await self.send_message({"type": "talk", "state": "stop"})
 
     async def device_replaced(self, event):
         if self.presence is not None and event["generation"] > (self.presence.generation or 0):

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL, VIEW, role_allows
 from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
-from streams import auth, control, metrics, presence
+from streams import auth, control, devicemedia, groups, metrics, presence, talkback
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
@@ -106,6 +106,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         self.outbox: Outbox | None = None
         self.device = None
         self.pending: dict[str, tuple[object, asyncio.TimerHandle]] = {}
+        self.talk: talkback.TalkFloor | None = None
         checked = await browser_user_or_refusal(self)
         if checked is None:
             return
@@ -124,6 +125,8 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         await self.accept_socket()
         live = await presence.snapshot(redis_client(), [device.pk])
         online, last_seen = presence.merge_with_row(device, live.get(str(device.pk)))
+        media = await devicemedia.read(redis_client(), device.pk) if online else None
+        talking = await talkback.current_talker(redis_client(), device.pk) if online else None
         self.outbox = Outbox()
         self.outbox.put_control(dump({
             "type": "welcome",
@@ -138,6 +141,8 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
             "role": role,
             "can_control": can_control,
             "limits": viewer_limits(limits),
+            "media": media,
+            "talking": talking,
         }))
         # Subscribe before the sender starts: the welcome (control goes first)
         # then means "every frame from now on reaches you".
@@ -167,6 +172,8 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
             return
         self.heard()
         try:
+            if bytes_data is not None and self.talk is not None and self.talk.holding:
+                return await self.talk.audio(bytes_data)  # the talker's microphone
             message = self.parse_browser_text(text_data, VIEWER_MESSAGE_TYPES)
             kind = message["type"]
             if kind == "ping":
@@ -175,6 +182,8 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
                 self._subscribe(message)
             elif kind == "command":
                 await self._command(message)
+            elif kind == "talk":
+                await self._talk(message)
         except ProtocolError as error:
             await self.refuse(error.code, error.message)
 
@@ -211,6 +220,31 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         self.pending[command_id] = (client_id, timer)
         await control.asend_command(self.device.pk, command_id, settings, self.channel_name)
 
+    async def _talk(self, message: dict) -> None:
+        """Talk-back (streams/talkback.py): take or give back the device's speaker."""
+        action = message.get("action")
+        if action not in ("start", "stop"):
+            raise ProtocolError(Close.UNEXPECTED_TEXT, "talk.action must be start or stop")
+        if self.talk is None:
+            device_id = self.device.pk
+            name = (self.user.get_full_name() or self.user.get_username())[:150]
+            self.talk = talkback.TalkFloor(
+                redis_client(), device_id, self.user, name,
+                send_device=lambda event: self.channel_layer.group_send(groups.device_group(device_id), event),
+                announce=lambda event: redis_client().publish(groups.frames_channel(device_id), dump(event)),
+            )
+        if action == "stop":
+            return await self.talk.stop()
+        # Roles can change during a session: ask again for every talk.
+        may_talk = await database_sync_to_async(_may_control)(self.user, self.device.pk)
+        online = (await presence.snapshot(redis_client(), [self.device.pk]))[str(self.device.pk)][0]
+        media = await devicemedia.read(redis_client(), self.device.pk) if online else None
+        result = await self.talk.start(may_talk, online, media, message.get("codec"), message.get("rate"))
+        if not result["ok"] and result["error"] == talkback.FORBIDDEN:
+            log.warning("talk-back refused: user %s (id %s, role %s) may not talk to device %s",
+                        self.user.get_username()[:150], self.user.pk, self.role, self.device.pk)
+        self.outbox.put_control(dump(result))
+
     def _timed_out(self, command_id: str) -> None:
         entry = self.pending.pop(command_id, None)
         if entry is not None:
@@ -238,6 +272,12 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
     async def disconnect(self, code):
         # Runs once (SightlineSocket.clean_up), also after connect() failed half-way.
         self.closing = True
+        talk = getattr(self, "talk", None)
+        if talk is not None:
+            try:
+                await talk.stop("viewer disconnected")
+            except Exception:  # Redis or the database away: the lock expires by itself
+                log.warning("could not end the talk-back of a closing viewer", exc_info=True)
         pending = getattr(self, "pending", {})
         for _client_id, timer in pending.values():
             timer.cancel()

@@ -259,3 +259,31 @@ async def test_a_server_shutting_down_closes_devices_with_1012_and_the_recorder_
 
     segment = await sync_to_async(wait_until)(closed_segment, 20, "the recorder to close the segment")
     assert segment.frames == 5 and (segment.first_seq, segment.last_seq) == (1, 5)
+
+
+@pytest.mark.asyncio
+async def test_talk_back_from_a_viewer_socket_on_one_process_reaches_the_device_on_the_other(servers, setup_rows):
+    port_a, port_b = servers
+    device_id = setup_rows["device"].pk
+    device = await websockets.connect(
+        f"ws://127.0.0.1:{port_a}/ws/device/", additional_headers={"Authorization": f"Bearer {setup_rows['token']}"},
+        subprotocols=["sightline.v1"])
+    await device.send(json.dumps({"type": "hello", "protocol": 1, "codecs": ["jpeg"], "audio": None,
+                                  "talkback": {"codecs": ["pcm_s16le"], "rate": 16000}, "agent": "integration"}))
+    await next_json(device, "welcome")
+    viewer = await websockets.connect(
+        f"ws://127.0.0.1:{port_b}/ws/view/{device_id}/", additional_headers={"Cookie": f"sessionid={setup_rows['sessionid']}"},
+        origin="http://localhost")
+    welcome = await next_json(viewer, "welcome")
+    assert welcome["media"]["talkback"]["codecs"] == ["pcm_s16le"]
+    await viewer.send(json.dumps({"type": "talk", "action": "start", "codec": "pcm_s16le", "rate": 16000}))
+    assert (await next_json(viewer, "talk_result"))["ok"] is True
+    start = await next_json(device, "talk")
+    assert (start["state"], start["codec"], start["rate"]) == ("start", "pcm_s16le", 16000)
+    frame = protocol.encode_frame(protocol.KIND_AUDIO, b"\x01\x02" * 320, 1, int(time.time() * 1e6))[0]
+    await viewer.send(frame)
+    assert await next_binary(device) == frame
+    await viewer.send(json.dumps({"type": "talk", "action": "stop"}))
+    assert (await next_json(device, "talk"))["state"] == "stop"
+    await viewer.close()
+    await device.close()

@@ -2,6 +2,9 @@
 import { LiveChart } from './lib/chart.js';
 import { formatAgo, formatBitrate, readConfig } from './lib/format.js';
 import { LivePlayer } from './lib/player.js';
+import { KIND_AUDIO, parseFrame } from './lib/protocol.js';
+import { setupAudioPanel } from './lib/audio/panel.js';
+import { setupTalk } from './lib/audio/talk.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
 const moduleStart = performance.now();
@@ -50,6 +53,13 @@ const player = new LivePlayer(canvas, {
   onUnsupported(message) { showConnection('unsupported', message); },
 });
 
+// Live audio (muted until the person unmutes) and, for operators, talk-back.
+const audioPanel = setupAudioPanel({
+  state, player, resubscribe: () => socket.sendJson({ type: 'subscribe', kinds: audioPanel.kinds() }),
+});
+
+const talk = setupTalk({ state, send: (message) => socket.send(message), sendJson: (message) => socket.sendJson(message) });
+
 const chart = new LiveChart($('chart'), {
   series: [
     { key: 'latency', label: 'latency ms', color: '#f5a524', max: 100 },
@@ -95,13 +105,17 @@ const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
     state.reconnects = socket ? socket.reconnects : 0;
     showConnection(name, detail);
   },
-  // Live audio is not played here (recordings play it): do not have it sent.
+  // Audio is sent only while this page is unmuted (lib/audio/panel.js).
   onOpen() {
     state.timings.socketOpen ??= performance.now();
-    socket.sendJson({ type: 'subscribe', kinds: ['jpeg', 'h264'] });
+    socket.sendJson({ type: 'subscribe', kinds: audioPanel.kinds() });
   },
   onBinary(buffer) {
     state.timings.firstBinary ??= performance.now();
+    if (buffer.byteLength > 2 && new Uint8Array(buffer, 2, 1)[0] === KIND_AUDIO) {
+      try { audioPanel.handleFrame(parseFrame(buffer)); } catch { /* counted by nobody: a bad frame */ }
+      return;
+    }
     player.handleBinary(buffer);
   },
   onText(message) { handleMessage(message); },
@@ -114,6 +128,15 @@ function handleMessage(message) {
       state.canControl = Boolean(message.can_control);
       state.role = message.role;
       if (message.device) setPresence(message.device.online, message.device.last_seen);
+      audioPanel.setMedia(message.media, message.device?.online);
+      talk.setMedia(message.media);
+      talk.setTalking(message.talking);
+      break;
+    case 'talk':
+      talk.setTalking(message.talking);
+      break;
+    case 'talk_result':
+      talk.onResult(message);
       break;
     case 'stats':
       state.serverStats = message;
@@ -122,6 +145,10 @@ function handleMessage(message) {
       break;
     case 'presence':
       setPresence(message.online, message.last_seen);
+      if ('media' in message) {
+        audioPanel.setMedia(message.media, message.online);
+        talk.setMedia(message.media);
+      }
       break;
     case 'command_result':
       showCommandResult(message);
@@ -235,4 +262,4 @@ state.dropConnection = () => socket.ws?.close(4000, 'dropped by test');
 
 state.timings.moduleStart = moduleStart;
 socket.start();
-window.addEventListener('pagehide', () => { socket.stop(); player.close(); });
+window.addEventListener('pagehide', () => { socket.stop(); player.close(); audioPanel.close(); });

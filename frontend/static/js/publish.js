@@ -2,7 +2,8 @@
 // Speaks the device protocol on /ws/publish/<device_id>/: hello → welcome, JPEG frames
 // behind the 24-byte header, pong for ping, ack for command (docs/protocol.md).
 import { formatBytes, readConfig } from './lib/format.js';
-import { KIND_JPEG, encodeFrame, nowUs } from './lib/protocol.js';
+import { KIND_AUDIO, KIND_JPEG, encodeFrame, nowUs } from './lib/protocol.js';
+import { MIC_CONSTRAINTS, chooseMicCodec, startMicEncoder } from './lib/audio/capture.js';
 import { parseResolution, validateSettings } from './lib/settings.js';
 import { CLOSE } from './lib/protocol.js';
 import { ReconnectingSocket } from './lib/socket.js';
@@ -23,6 +24,8 @@ const state = window.sightline = {
   framesSent: 0,
   bytesSent: 0,
   framesSkipped: 0,      // not sent because the socket was still busy with earlier frames
+  audio: null,           // hello.audio sent (the microphone), or null
+  audioFramesSent: 0,
   persisted: 0,
   lastCommand: null,
   lastAck: null,
@@ -42,6 +45,9 @@ class PublishSession {
     this.settings = { brightness: 0, contrast: 0, fps, resolution: `${width}x${height}` };
     this.limits = { max_message_bytes: 1024 * 1024, max_fps: 60 };
     this.seq = 0;
+    this.audioSeq = 0;
+    this.audioChoice = null;   // {codec, rate} when the microphone is sent
+    this.stopMic = null;
     this.timer = null;
     this.busy = false;
     this.video = document.createElement('video');
@@ -53,10 +59,17 @@ class PublishSession {
 
   async start() {
     const [width, height] = parseResolution(this.settings.resolution);
-    this.stream = await navigator.mediaDevices.getUserMedia({
-      video: { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: this.settings.fps } },
-      audio: false,
-    });
+    const video = { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: this.settings.fps } };
+    // The microphone goes with the camera when asked for; without one (or refused) the
+    // picture is still published.
+    const wantAudio = !$('pub-audio') || $('pub-audio').checked;
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ video, audio: wantAudio ? MIC_CONSTRAINTS : false });
+    } catch (error) {
+      if (!wantAudio) throw error;
+      this.stream = await navigator.mediaDevices.getUserMedia({ video, audio: false });
+    }
+    if (this.stream.getAudioTracks().length) this.audioChoice = chooseMicCodec();
     this.video.srcObject = this.stream;
     await this.video.play();
     const path = `/ws/publish/${this.deviceId}/${this.takeover ? '?takeover=1' : ''}`;
@@ -81,8 +94,25 @@ class PublishSession {
   hello() {
     this.socket.sendJson({
       type: 'hello', protocol: 1, codecs: ['jpeg'], resolution: this.settings.resolution,
-      fps: this.settings.fps, audio: null, agent: `sightline-browser/1 (${navigator.userAgent})`,
+      fps: this.settings.fps, audio: this.audioHello(), agent: `sightline-browser/1 (${navigator.userAgent})`,
     });
+  }
+
+  audioHello() {
+    if (!this.audioChoice) return null;
+    return { codec: this.audioChoice.codec, rate: this.audioChoice.rate, channels: 1 };
+  }
+
+  /** The microphone, from the welcome on: one kind-3 frame per payload (20 ms Opus or 21 ms PCM). */
+  startAudio() {
+    if (!this.audioChoice || this.stopMic) return;
+    state.audio = this.audioHello();
+    this.stopMic = startMicEncoder(this.stream, this.audioChoice, (payload, capturedUs) => {
+      if (!this.timer) return;  // paused: not connected
+      for (const m of encodeFrame(KIND_AUDIO, payload, this.audioSeq, capturedUs)) this.socket.send(m);
+      this.audioSeq = (this.audioSeq + 1) >>> 0;
+      state.audioFramesSent++;
+    }, (error) => state.errors.push(`audio encoder: ${error.message}`));
   }
 
   handle(message) {
@@ -95,6 +125,7 @@ class PublishSession {
         Object.assign(this.limits, message.limits || {});
         if (message.settings) this.apply(pickKnown(message.settings));
         this.resume();
+        this.startAudio();
         break;
       case 'ping':
         this.socket.sendJson({ type: 'pong', id: message.id, ts: message.ts });
@@ -184,6 +215,8 @@ class PublishSession {
 
   stop() {
     this.pause();
+    this.stopMic?.();
+    this.stopMic = null;
     this.socket?.stop();
     for (const track of this.stream?.getTracks() || []) track.stop();
   }
