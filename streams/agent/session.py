@@ -22,6 +22,7 @@ the wire (docs/protocol.md section 3), with no pong or audio frame between them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
 import time
@@ -383,7 +384,10 @@ class Agent:
             if kind == "ping":
                 await self._send_text(ws, {"type": "pong", "id": data.get("id"), "ts": data.get("ts")})
             elif kind == "command":
-                await self._send_text(ws, self.handle_command(data))
+                ack = self.handle_command(data)
+                if inspect.isawaitable(ack):  # a relayed camera may ask the camera itself (ONVIF)
+                    ack = await ack
+                await self._send_text(ws, ack)
             elif kind == "persisted":
                 self.counters.persisted += 1
             elif kind == "recording" and data.get("state") == "degraded":
