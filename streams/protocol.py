@@ -272,6 +272,7 @@ def dump(message: dict) -> str:
 
 HELLO_CODECS = {"jpeg", "h264"}
 AUDIO_CODECS = {"pcm_s16le"}
+SOURCE_KINDS = {"pattern", "file", "v4l2", "rtsp", "browser"}  # hello.source.kind
 
 
 def validate_hello(message: dict) -> dict:
@@ -300,5 +301,12 @@ def validate_hello(message: dict) -> dict:
     agent = message.get("agent", "")
     if not isinstance(agent, str):
         raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.agent must be a string")
+    # Optional: what the device streams from, shown on the device page and wall.
+    source = message.get("source")
+    if source is not None:
+        kind = source.get("kind") if isinstance(source, dict) else None
+        if not isinstance(kind, str) or kind not in SOURCE_KINDS:
+            raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.source.kind must be one of {sorted(SOURCE_KINDS)}")
+        source = {"kind": kind}
     return {"protocol": VERSION, "codecs": list(codecs), "resolution": resolution, "fps": fps,
-            "audio": audio, "agent": agent[:200]}
+            "audio": audio, "agent": agent[:200], "source": source}

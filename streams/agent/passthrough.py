@@ -121,7 +121,8 @@ class PassthroughAgent(Agent):
         info = self.camera.info
         agent = AGENT_NAME + f" (RTSP{': ' + self.config.name[:100] if self.config.name else ''})"
         return {"type": "hello", "protocol": 1, "codecs": ["h264"], "resolution": info.resolution,
-                "fps": info.fps, "audio": dict(info.audio) if info.audio else None, "agent": agent}
+                "fps": info.fps, "audio": dict(info.audio) if info.audio else None, "agent": agent,
+                "source": {"kind": "rtsp"}}
 
     async def _video(self, ws) -> None:
         """Relay the camera's items of the current camera connection until it drops."""

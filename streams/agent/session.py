@@ -221,7 +221,8 @@ class Agent:
         agent = AGENT_NAME + (f" ({self.config.name[:100]})" if self.config.name else "")
         return {"type": "hello", "protocol": 1, "codecs": [self.encoder.codec],
                 "resolution": self.settings.resolution, "fps": self.settings.fps,
-                "audio": dict(AUDIO_HELLO) if self.tone else None, "agent": agent}
+                "audio": dict(AUDIO_HELLO) if self.tone else None, "agent": agent,
+                "source": {"kind": getattr(self.source, "kind", "pattern")}}
 
     async def _await_welcome(self, ws) -> dict | None:
         deadline = time.monotonic() + WELCOME_TIMEOUT_SECONDS

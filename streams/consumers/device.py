@@ -261,6 +261,10 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         recording = device.recording_policy != RecordingPolicy.OFF
         # The recorder process reads the session from the presence hash: it lives as long as this connection.
         session = {"rec": sessions.encode_session(device.organisation_id, hello.get("audio"))} if recording else None
+        # What the device streams from (docs/protocol.md, hello.source): a browser on /ws/publish/ is one.
+        self.source_kind = "browser" if self._endpoint_name() == "publish" else (hello.get("source") or {}).get("kind")
+        if self.source_kind:
+            session = {**(session or {}), "source": self.source_kind}
         generation = await self.presence.claim(now, session)
         group = device_group(device.pk)
         await self.channel_layer.group_add(group, self.channel_name)
@@ -348,7 +352,8 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
             del self.pending_commands[command_id]
 
     async def _announce(self, online: bool, now: float) -> None:
-        event = presence.presence_event(self.device.pk, online, now)
+        event = presence.presence_event(self.device.pk, online, now,
+                                        getattr(self, "source_kind", None) if online else None)
         await self.publisher.event(event)
         await self.channel_layer.group_send(
             org_group(self.device.organisation_id), {**event, "type": "presence.changed"}

@@ -124,6 +124,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         await self.accept_socket()
         live = await presence.snapshot(redis_client(), [device.pk])
         online, last_seen = presence.merge_with_row(device, live.get(str(device.pk)))
+        source = (await presence.sources(redis_client(), [device.pk]))[str(device.pk)] if online else None
         self.outbox = Outbox()
         self.outbox.put_control(dump({
             "type": "welcome",
@@ -132,6 +133,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
                 "name": device.name,
                 "online": online,
                 "last_seen": last_seen,
+                **({"source": source} if source else {}),  # hello.source.kind, while online
                 "settings": device.stream_settings,
                 "expected_media": device.expected_media,
             },

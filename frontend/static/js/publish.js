@@ -82,6 +82,7 @@ class PublishSession {
     this.socket.sendJson({
       type: 'hello', protocol: 1, codecs: ['jpeg'], resolution: this.settings.resolution,
       fps: this.settings.fps, audio: null, agent: `sightline-browser/1 (${navigator.userAgent})`,
+      source: { kind: 'browser' },
     });
   }
 
