@@ -9,11 +9,14 @@ NotAuthorized fault), and records every SetImagingSettings it receives.
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import threading
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from streams.agent.rtsp import CameraInfo, RtspCamera
 
 SOAP = "http://www.w3.org/2003/05/soap-envelope"
 WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -171,3 +174,16 @@ class FakeOnvifCamera:
                 setattr(self, key.lower(), float(value))
         self.set_requests.append(recorded)
         return "<timg:SetImagingSettingsResponse/>"
+
+
+class StillRtspCamera(RtspCamera):
+    """An RTSP camera that is open and sends nothing: enough for a relayed device to be online
+    (its hello describes a 640x360 10 fps H.264 stream) and to receive commands."""
+
+    def start(self, loop):
+        self.queue, self.opened = asyncio.Queue(), asyncio.Event()
+        self.info, self.generation, self.state = CameraInfo(640, 360, 10.0, None), 1, "streaming"
+        self.opened.set()
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.state = "stopped"

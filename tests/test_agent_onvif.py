@@ -16,10 +16,10 @@ from streams.agent.discover import main as discover_main
 from streams.agent.discover import scope_value
 from streams.agent.onvif_camera import OnvifCamera, OnvifUnavailable, onvif_for, parse_onvif_address, scale_to_camera
 from streams.agent.passthrough import PassthroughAgent, unsupported_keys
-from streams.agent.rtsp import CameraInfo, RtspCamera
+from streams.agent.rtsp import RtspCamera
 from streams.agent.session import AgentConfig
 from streams.agent.status import Counters, StatusLine
-from tests.onvif_camera import FakeOnvifCamera
+from tests.onvif_camera import FakeOnvifCamera, StillRtspCamera
 from tests.test_agent_integration import rows, server, server_env  # noqa: F401 -- fixtures
 
 
@@ -169,18 +169,6 @@ async def test_a_camera_without_an_imaging_service_acks_brightness_as_unsupporte
 
 # -- through a real portal --------------------------------------------------------------
 
-class StillCamera(RtspCamera):
-    """An RTSP camera that is open and sends nothing: enough for the device to be online."""
-
-    def start(self, loop):
-        self.queue, self.opened = asyncio.Queue(), asyncio.Event()
-        self.info, self.generation, self.state = CameraInfo(640, 360, 10.0, None), 1, "streaming"
-        self.opened.set()
-
-    def close(self, timeout: float = 2.0) -> None:
-        self.state = "stopped"
-
-
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
@@ -191,7 +179,7 @@ async def test_an_owners_brightness_command_reaches_the_cameras_imaging_service_
 
     device = rows["device"]
     agent = PassthroughAgent(AgentConfig(url=f"ws://127.0.0.1:{server}/ws/device/", token=rows["token"]),
-                             StillCamera("rtsp://127.0.0.1/still"), StatusLine(Counters(), quiet=True),
+                             StillRtspCamera("rtsp://127.0.0.1/still"), StatusLine(Counters(), quiet=True),
                              onvif=OnvifCamera("127.0.0.1", fake_onvif.port, "admin", "s3cret"))
     running = asyncio.create_task(agent.run())
     try:
