@@ -145,7 +145,7 @@ async def test_a_relayed_cameras_brightness_command_goes_to_set_imaging_settings
 
         ack = await agent.handle_command({"type": "command", "id": "f1", "settings": {"fps": 5, "brightness": 10}})
         assert ack["ok"] is False and ack["error"].startswith("unsupported:")
-        assert "its fps;" in ack["error"] and "brightness, contrast only" in ack["error"]
+        assert "camera's fps cannot" in ack["error"] and "only brightness, contrast, through ONVIF" in ack["error"]
         ack = await agent.handle_command({"type": "command", "id": "b2", "settings": {"brightness": 500}})
         assert ack["ok"] is False and "between -100 and 100" in ack["error"]
         assert len(fake_onvif.set_requests) == 1  # refused commands change nothing on the camera
@@ -163,7 +163,7 @@ async def test_a_camera_without_an_imaging_service_acks_brightness_as_unsupporte
     finally:
         await agent.onvif.close()
         camera.stop()
-    assert ack["ok"] is False and ack["error"].startswith("unsupported:") and "its brightness;" in ack["error"]
+    assert ack["ok"] is False and ack["error"].startswith("unsupported:") and "camera's brightness cannot" in ack["error"]
     assert "no imaging service" in out.getvalue()
 
 
@@ -195,7 +195,7 @@ async def test_an_owners_brightness_command_reaches_the_cameras_imaging_service_
             await ws.send(json.dumps({"type": "command", "id": "onvif-f", "settings": {"fps": 5}}))
             result = await next_json(ws, "command_result")
             assert result["ok"] is False and result["error"].startswith("device: unsupported:")
-            assert "its fps;" in result["error"]
+            assert "camera's fps cannot" in result["error"]
         row = await sync_to_async(saved_device)(device.pk)
         assert row.brightness == 60 and row.fps != 5
     finally:

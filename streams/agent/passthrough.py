@@ -28,9 +28,11 @@ from streams.agent.session import Agent, AgentConfig
 from streams.agent.status import StatusLine
 from streams.protocol import KIND_AUDIO, KIND_H264
 
-UNSUPPORTED = ("unsupported: this camera is relayed as received (RTSP passthrough, no re-encoding), "
-               "so the agent cannot change its {keys}; change them in the camera's own settings")
-UNSUPPORTED_WITH_ONVIF = UNSUPPORTED + " (through ONVIF it can change {supported} only)"
+# Short enough to reach the operator whole (the server keeps the first 200 characters of an ack's error).
+UNSUPPORTED = ("unsupported: a relayed RTSP camera's {keys} cannot be changed here (its stream is passed through, "
+               "not re-encoded): change them in the camera's own settings")
+UNSUPPORTED_WITH_ONVIF = ("unsupported: a relayed RTSP camera's {keys} cannot be changed here (only {supported}, "
+                          "through ONVIF): change them in the camera's own settings")
 # An ONVIF command must be acked well inside the portal's COMMAND_TIMEOUT_SECONDS (5 s by default).
 ONVIF_COMMAND_SECONDS = 3.5
 
