@@ -24,7 +24,7 @@ from django.utils.text import slugify
 
 from accounts.admin import TenantScopedAdmin, TenantScopedInline, organisation_filter, scoped_devices
 from accounts.permissions import MANAGE, VIEW
-from streams import control
+from streams import connect_camera, control
 from streams.models import Device, DeviceToken
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ def token_page(request, title: str, issued: list[tuple[Device, str]]) -> Templat
     The device URL is built from this request (scheme, host and port as the browser
     reached the portal; behind a TLS proxy, SECURE_PROXY_SSL_HEADER makes it wss).
     """
+    device_url = device_socket_url(request.is_secure(), request.get_host())
     response = TemplateResponse(
         request,
         "admin/streams/device/token_once.html",
@@ -67,7 +68,9 @@ def token_page(request, title: str, issued: list[tuple[Device, str]]) -> Templat
             **admin.site.each_context(request),
             "title": title,
             "issued": [(device, clear, token_file_name(device)) for device, clear in issued],
-            "device_url": device_socket_url(request.is_secure(), request.get_host()),
+            "device_url": device_url,
+            "connect": connect_camera.snippets(device_url, [(device.name, token_file_name(device))
+                                                            for device, _ in issued]),
             "opts": Device._meta,
         },
     )

@@ -42,8 +42,11 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
-def presence_event(device_id, online: bool, last_seen: float | None) -> dict:
-    return {"type": "presence", "device_id": str(device_id), "online": online, "last_seen": iso(last_seen)}
+def presence_event(device_id, online: bool, last_seen: float | None, source: str | None = None) -> dict:
+    event = {"type": "presence", "device_id": str(device_id), "online": online, "last_seen": iso(last_seen)}
+    if source:
+        event["source"] = source  # hello.source.kind of the connection that came online
+    return event
 
 
 class Presence:
@@ -120,6 +123,19 @@ async def snapshot(client, device_ids) -> dict[str, tuple[bool, float | None]]:
     }
 
 
+async def sources(client, device_ids) -> dict[str, str | None]:
+    """What each connected device streams from (hello.source.kind, kept in the presence hash
+    for the connection's life); None when offline or not reported."""
+    ids = [str(device_id) for device_id in device_ids]
+    if not ids:
+        return {}
+    async with client.pipeline(transaction=False) as pipe:
+        for device_id in ids:
+            pipe.hget(groups.presence_key(device_id), "source")
+        values = await pipe.execute()
+    return {device_id: (value.decode() if isinstance(value, bytes) else value) for device_id, value in zip(ids, values)}
+
+
 def merge_with_row(device, live: tuple[bool, float | None] | None) -> tuple[bool, str | None]:
     """Presence to show for a Device row: Redis when live, else the row's last_seen."""
     if live and live[0]:
@@ -155,10 +171,10 @@ def snapshot_sync(device_ids) -> dict[str, tuple[bool, float | None]]:
     }
 
 
-def device_summary(device, live: tuple[bool, float | None] | None) -> dict:
+def device_summary(device, live: tuple[bool, float | None] | None, source: str | None = None) -> dict:
     """One device as the wall and GET /api/devices/ show it."""
     online, last_seen = merge_with_row(device, live)
-    return {
+    summary = {
         "id": str(device.pk),
         "name": device.name,
         "online": online,
@@ -166,6 +182,9 @@ def device_summary(device, live: tuple[bool, float | None] | None) -> dict:
         "location": device.location,
         "expected_media": device.expected_media,
     }
+    if online and source:
+        summary["source"] = source
+    return summary
 
 
 def stale_online_ids(online_ids, live: dict[str, tuple[bool, float | None]]) -> list[str]:

@@ -277,6 +277,7 @@ AUDIO_CODECS = {"pcm_s16le", "pcm_alaw", "pcm_mulaw", "aac", "opus"}
 TALKBACK_CODECS = {"pcm_s16le", "opus"}
 TALKBACK_RATES = {8000, 16000, 24000, 48000}
 AAC_FORMATS = {"adts", "raw"}
+SOURCE_KINDS = {"pattern", "file", "v4l2", "rtsp", "browser"}  # hello.source.kind
 _HEX = set("0123456789abcdefABCDEF")
 
 
@@ -360,5 +361,12 @@ def validate_hello(message: dict) -> dict:
     agent = message.get("agent", "")
     if not isinstance(agent, str):
         raise ProtocolError(Close.UNEXPECTED_TEXT, "hello.agent must be a string")
+    # Optional: what the device streams from, shown on the device page and wall.
+    source = message.get("source")
+    if source is not None:
+        kind = source.get("kind") if isinstance(source, dict) else None
+        if not isinstance(kind, str) or kind not in SOURCE_KINDS:
+            raise ProtocolError(Close.UNEXPECTED_TEXT, f"hello.source.kind must be one of {sorted(SOURCE_KINDS)}")
+        source = {"kind": kind}
     return {"protocol": VERSION, "codecs": list(codecs), "resolution": resolution, "fps": fps,
-            "audio": audio, "talkback": talkback, "agent": agent[:200]}
+            "audio": audio, "talkback": talkback, "agent": agent[:200], "source": source}

@@ -192,6 +192,38 @@ def test_the_token_page_shows_the_portals_real_device_url_copy_and_download(as_a
         assert token not in "".join(re.findall(r'(?:href|src|action)="([^"]*)"', page))  # never in a URL
 
 
+def test_the_token_page_shows_how_to_connect_a_camera_with_the_real_url_and_the_token_file_never_the_token(
+        as_alice, acme, settings, tmp_path):
+    import html
+
+    from streams.agent.bridge import parse_config
+    from streams.admin import token_file_name
+
+    settings.ALLOWED_HOSTS = ["cams.example.org"]
+    response = as_alice.post(reverse("admin:streams_device_add"),
+                             _device_form(Device(organisation=acme, name='Gate "north"')), secure=True,
+                             HTTP_HOST="cams.example.org")
+    page = response.content.decode()
+    token = TOKEN_IN_PAGE.findall(page)[0]
+    device = Device.objects.get(name='Gate "north"')
+    filename = token_file_name(device)
+    snippets = {name: html.unescape(re.search(rf'<code id="{name}">(.*?)</code>', page, re.S).group(1))
+                for name in ("command-1", "bridge-config", "systemd-unit", "container-command")}
+    assert snippets["command-1"] == \
+        f"python -m streams.agent --url wss://cams.example.org/ws/device/ --token-file {filename}"
+    (camera,), _ = parse_config(snippets["bridge-config"], tmp_path)  # a valid bridge file as it stands
+    assert camera.name == 'Gate "north"' and camera.sightline_url == "wss://cams.example.org/ws/device/"
+    assert str(camera.token_file) == f"/etc/sightline/{filename}" and camera.url.startswith("rtsp://")
+    assert "ExecStart=/opt/sightline/.venv/bin/python -m streams.agent bridge --config /etc/sightline/bridge.toml" \
+        in snippets["systemd-unit"]
+    assert "-v /etc/sightline:/etc/sightline:ro" in snippets["container-command"]
+    assert "streams.agent bridge --config /etc/sightline/bridge.toml" in snippets["container-command"]
+    for name, text in snippets.items():
+        assert token not in text, name
+        assert f'data-copy="{name}"' in page
+    assert page.count(token) == 1  # only in the token's own cell
+
+
 def test_deleting_a_device_in_the_admin_goes_to_the_portals_choice(as_alice, acme_camera, acme_segment):
     response = as_alice.get(reverse("admin:streams_device_delete", args=[acme_camera.pk]))
     assert response.status_code == 302

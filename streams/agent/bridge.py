@@ -21,7 +21,9 @@ connection cleanly (close code 1000) and stop the threads. docs/agent.md,
 
 Keys of a camera: name, url, token_file, sightline_url, transport, auth (header or
 subprotocol), open_timeout_seconds, read_timeout_seconds, retry_max_seconds,
-refused_retry_seconds.
+refused_retry_seconds, and for brightness/contrast through the camera's ONVIF imaging
+service: onvif ("host[:port]"), onvif_user, onvif_password_file (relative to this
+file; without onvif_user, the credentials of the camera's url are used).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.agent import AGENT_NAME
+from streams.agent.onvif_camera import onvif_for, parse_onvif_address
 from streams.agent.passthrough import PassthroughAgent
 from streams.agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
 from streams.agent.rtsp import (
@@ -52,7 +55,8 @@ from streams.agent.status import Counters, StatusLine
 from streams.tokens import redact
 
 CAMERA_KEYS = {"name", "url", "token_file", "sightline_url", "transport", "auth", "open_timeout_seconds",
-               "read_timeout_seconds", "retry_max_seconds", "refused_retry_seconds"}
+               "read_timeout_seconds", "retry_max_seconds", "refused_retry_seconds",
+               "onvif", "onvif_user", "onvif_password_file"}
 NUMBERS = {"open_timeout_seconds": OPEN_TIMEOUT_SECONDS, "read_timeout_seconds": READ_TIMEOUT_SECONDS,
            "retry_max_seconds": RETRY_CAP_SECONDS, "refused_retry_seconds": REFUSED_RETRY_SECONDS}
 
@@ -73,6 +77,9 @@ class CameraConfig:
     read_timeout_seconds: float = READ_TIMEOUT_SECONDS
     retry_max_seconds: float = RETRY_CAP_SECONDS
     refused_retry_seconds: float = REFUSED_RETRY_SECONDS
+    onvif: str = ""
+    onvif_user: str = ""
+    onvif_password_file: str = ""
 
 
 def parse_config(text: str, base_dir: Path) -> tuple[list[CameraConfig], float]:
@@ -117,6 +124,16 @@ def parse_config(text: str, base_dir: Path) -> tuple[list[CameraConfig], float]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise BridgeConfigError(f"{label}: {key} must be a positive number")
             merged[key] = float(value)
+        for key in ("onvif", "onvif_user", "onvif_password_file"):
+            if not isinstance(merged.get(key, ""), str):
+                raise BridgeConfigError(f"{label}: {key} must be a string")
+        if merged.get("onvif"):
+            try:
+                parse_onvif_address(merged["onvif"])
+            except ValueError as error:
+                raise BridgeConfigError(f"{label}: onvif: {error}") from None
+        if merged.get("onvif_password_file") and not Path(merged["onvif_password_file"]).is_absolute():
+            merged["onvif_password_file"] = str(base_dir / merged["onvif_password_file"])
         token_file = Path(merged["token_file"])
         merged["token_file"] = token_file if token_file.is_absolute() else base_dir / token_file
         cameras.append(CameraConfig(**merged))
@@ -172,7 +189,14 @@ class Bridge:
                 on_message=lambda text, error, log=log: (log.error if error else log.event)(text))
             config = AgentConfig(url=camera_config.sightline_url, token=token, auth=camera_config.auth,
                                  name=camera_config.name)
-            self.agents.append((camera_config.name, PassthroughAgent(config, camera, log)))
+            onvif = None
+            if camera_config.onvif:
+                try:
+                    onvif = onvif_for(camera_config.onvif, camera_config.onvif_user or None,
+                                      camera_config.onvif_password_file or None, camera_config.url, os.environ)
+                except ValueError as error:
+                    raise AgentExit(EXIT_USAGE, f"camera {camera_config.name}: {error}") from None
+            self.agents.append((camera_config.name, PassthroughAgent(config, camera, log, onvif=onvif)))
 
     def stop(self) -> None:
         for _, agent in self.agents:

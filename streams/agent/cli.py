@@ -17,6 +17,7 @@ from streams.agent.audio import CODECS as AUDIO_CODECS
 from streams.agent.audio import open_audio_source
 from streams.agent.controls import InvalidSetting, parse_resolution
 from streams.agent.encoders import make_encoder
+from streams.agent.onvif_camera import onvif_for
 from streams.agent.passthrough import PassthroughAgent
 from streams.agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
 from streams.agent.rtsp import RtspCamera, redact_url, url_secrets
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "received: H.264 only, no re-encoding; see docs/agent.md)")
     parser.add_argument("--rtsp-transport", choices=["tcp", "udp"], default="tcp",
                         help="RTSP media over the camera's TCP connection (default) or UDP")
+    parser.add_argument("--onvif", metavar="HOST[:PORT]",
+                        help="the RTSP camera's ONVIF address: brightness/contrast commands then go to its imaging "
+                             "service (credentials: --onvif-user, else those of the rtsp:// URL)")
+    parser.add_argument("--onvif-user", metavar="USER",
+                        help="ONVIF user; the password comes from --onvif-password-file or SIGHTLINE_ONVIF_PASSWORD")
+    parser.add_argument("--onvif-password-file", metavar="PATH", help="file holding the ONVIF password")
     parser.add_argument("--codec", choices=["jpeg", "h264"], default="jpeg", help="video codec (default jpeg)")
     parser.add_argument("--audio", action="store_true", help="also send audio (default: a 440 Hz tone as PCM 16 kHz mono)")
     parser.add_argument("--audio-codec", choices=AUDIO_CODECS, metavar="CODEC",
@@ -155,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         from streams.agent.bridge import main as bridge_main
 
         return bridge_main(argv[1:])
+    if argv[:1] == ["discover"]:
+        from streams.agent.discover import main as discover_main
+
+        return discover_main(argv[1:])
     args = build_parser().parse_args(argv)
     status = StatusLine(Counters(), quiet=args.quiet)
     if is_rtsp(args.source):
@@ -168,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                                 on_message=lambda text, error: (status.error if error else status.event)(text))
             status.event(f"{AGENT_NAME}{' ' + config.name if config.name else ''}: {camera.description}, "
                          f"H.264 as received → {config.url} (token {redact(config.token)}, auth by {config.auth})")
-            agent = PassthroughAgent(config, camera, status)
+            onvif = None
+            if args.onvif:
+                try:
+                    onvif = onvif_for(args.onvif, args.onvif_user, args.onvif_password_file, args.source, os.environ)
+                except ValueError as error:
+                    raise AgentExit(EXIT_USAGE, f"--onvif: {error}") from None
+            agent = PassthroughAgent(config, camera, status, onvif=onvif)
             return _finish(status, agent, asyncio.run(_run(agent)))
         try:
             source = open_source(args.source, config.width, config.height, config.fps)

@@ -23,6 +23,7 @@ the wire (docs/protocol.md section 3), with no pong or audio frame between them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import random
 import ssl
@@ -242,7 +243,8 @@ class Agent:
         return {"type": "hello", "protocol": 1, "codecs": [self.encoder.codec],
                 "resolution": self.settings.resolution, "fps": self.settings.fps,
                 "audio": self.audio_encoder.hello() if self.audio_encoder else None,
-                "talkback": self.talkback.hello() if self.talkback else None, "agent": agent}
+                "talkback": self.talkback.hello() if self.talkback else None, "agent": agent,
+                "source": {"kind": getattr(self.source, "kind", "pattern")}}
 
     async def _await_welcome(self, ws) -> dict | None:
         deadline = time.monotonic() + WELCOME_TIMEOUT_SECONDS
@@ -413,7 +415,10 @@ class Agent:
             elif kind == "ping":
                 await self._send_text(ws, {"type": "pong", "id": data.get("id"), "ts": data.get("ts")})
             elif kind == "command":
-                await self._send_text(ws, self.handle_command(data))
+                ack = self.handle_command(data)
+                if inspect.isawaitable(ack):  # a relayed camera may ask the camera itself (ONVIF)
+                    ack = await ack
+                await self._send_text(ws, ack)
             elif kind == "persisted":
                 self.counters.persisted += 1
             elif kind == "recording" and data.get("state") == "degraded":

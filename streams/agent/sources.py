@@ -33,6 +33,7 @@ class PatternSource:
     """Moving colour bars, a bouncing square, the UTC time and a frame counter."""
 
     description = "test pattern"
+    kind = "pattern"  # hello.source.kind
 
     def __init__(self):
         self.frame_index = 0
@@ -55,6 +56,7 @@ class FileSource:
     a pause longer than CATCH_UP_SECONDS (the agent was disconnected) playback
     continues where it stopped instead of decoding the backlog.
     """
+    kind = "file"  # hello.source.kind
 
     CATCH_UP_SECONDS = 1.0
     _EPSILON = 1e-6  # presentation times are rationals turned into floats
@@ -196,6 +198,7 @@ class V4L2Source:
     newest frame is taken at each capture (LatestFrame), so a camera faster than
     the agent's fps adds no latency.
     """
+    kind = "v4l2"  # hello.source.kind
 
     def __init__(self, device: str, width: int, height: int, fps: int):
         self.device = device

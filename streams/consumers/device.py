@@ -265,6 +265,10 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         # Recording on: each frame also goes to the recorders' durable hand-off (recordings/handoff.py).
         self.publisher = IngestPublisher(device.pk, recording_session=encoded)
         self.media = devicemedia.media_of_hello(hello)
+        # What the device streams from (docs/protocol.md, hello.source): a browser on /ws/publish/ is one.
+        self.source_kind = "browser" if self._endpoint_name() == "publish" else (hello.get("source") or {}).get("kind")
+        if self.source_kind:
+            session = {**session, "source": self.source_kind}
         generation = await self.presence.claim(now, {**session, devicemedia.FIELD: devicemedia.encode(self.media)})
         group = device_group(device.pk)
         await self.channel_layer.group_add(group, self.channel_name)
@@ -352,7 +356,8 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
             del self.pending_commands[command_id]
 
     async def _announce(self, online: bool, now: float) -> None:
-        event = presence.presence_event(self.device.pk, online, now)
+        event = presence.presence_event(self.device.pk, online, now,
+                                        getattr(self, "source_kind", None) if online else None)
         # Viewers learn from the presence event what the device now sends and can play.
         await self.publisher.event({**event, "media": self.media if online else None})
         await self.channel_layer.group_send(

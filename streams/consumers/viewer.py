@@ -127,6 +127,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         online, last_seen = presence.merge_with_row(device, live.get(str(device.pk)))
         media = await devicemedia.read(redis_client(), device.pk) if online else None
         talking = await talkback.current_talker(redis_client(), device.pk) if online else None
+        source = (await presence.sources(redis_client(), [device.pk]))[str(device.pk)] if online else None
         self.outbox = Outbox()
         self.outbox.put_control(dump({
             "type": "welcome",
@@ -135,6 +136,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
                 "name": device.name,
                 "online": online,
                 "last_seen": last_seen,
+                **({"source": source} if source else {}),  # hello.source.kind, while online
                 "settings": device.stream_settings,
                 "expected_media": device.expected_media,
             },

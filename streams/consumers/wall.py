@@ -121,9 +121,11 @@ class WallConsumer(AccessWatcher, SightlineSocket):
     async def _send_devices(self, devices) -> None:
         """The whole list with live presence; the page reconciles its tiles with it."""
         live = await presence.snapshot(redis_client(), [device.pk for device in devices])
+        sources = await presence.sources(redis_client(), [device.pk for device in devices])
         await self.send_message({
             "type": "devices",
-            "devices": [presence.device_summary(device, live.get(str(device.pk))) for device in devices],
+            "devices": [presence.device_summary(device, live.get(str(device.pk)), sources.get(str(device.pk)))
+                        for device in devices],
         })
 
     async def stream_stats(self, event):

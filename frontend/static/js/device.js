@@ -1,6 +1,6 @@
 // Device page: live player with overlay stats, chart, snapshot, reconnect, and (operators) controls.
 import { LiveChart } from './lib/chart.js';
-import { formatAgo, formatBitrate, readConfig } from './lib/format.js';
+import { formatAgo, formatBitrate, readConfig, sourceLabel } from './lib/format.js';
 import { LivePlayer } from './lib/player.js';
 import { KIND_AUDIO, parseFrame } from './lib/protocol.js';
 import { setupAudioPanel } from './lib/audio/panel.js';
@@ -20,6 +20,7 @@ const state = window.sightline = {
   connected: false,
   online: device.online,
   lastSeen: device.last_seen,
+  source: null,             // what the connected device streams from, in words ('RTSP bridge', …)
   liveLabel: null,          // what the overlay says: 'live' only while the device is online
   controlsEnabled: false,
   framesDrawn: 0,
@@ -127,7 +128,7 @@ function handleMessage(message) {
       state.timings.welcome ??= performance.now();
       state.canControl = Boolean(message.can_control);
       state.role = message.role;
-      if (message.device) setPresence(message.device.online, message.device.last_seen);
+      if (message.device) setPresence(message.device.online, message.device.last_seen, message.device.source);
       audioPanel.setMedia(message.media, message.device?.online);
       talk.setMedia(message.media);
       talk.setTalking(message.talking);
@@ -144,7 +145,7 @@ function handleMessage(message) {
       state.drops = (message.drops || 0) + player.localDrops;
       break;
     case 'presence':
-      setPresence(message.online, message.last_seen);
+      setPresence(message.online, message.last_seen, message.source);
       if ('media' in message) {
         audioPanel.setMedia(message.media, message.online);
         talk.setMedia(message.media);
@@ -164,12 +165,14 @@ function handleMessage(message) {
   }
 }
 
-function setPresence(online, lastSeen) {
+function setPresence(online, lastSeen, source) {
   state.online = Boolean(online);
   if (lastSeen) state.lastSeen = lastSeen;
   const el = $('presence');
   el.textContent = online ? 'online' : 'offline';
   el.dataset.online = String(state.online);
+  state.source = online ? sourceLabel(source) || null : null;
+  $('source').textContent = state.source ? `via ${state.source}` : '';
   render();
 }
 

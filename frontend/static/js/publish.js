@@ -95,6 +95,7 @@ class PublishSession {
     this.socket.sendJson({
       type: 'hello', protocol: 1, codecs: ['jpeg'], resolution: this.settings.resolution,
       fps: this.settings.fps, audio: this.audioHello(), agent: `sightline-browser/1 (${navigator.userAgent})`,
+      source: { kind: 'browser' },
     });
   }
 

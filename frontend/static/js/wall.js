@@ -1,7 +1,7 @@
 // Device wall: a live tile per device of the current organisation. Presence and stats
 // come from /ws/wall/<organisation>/; each tile draws frames from its own /ws/view/ socket.
 import { getJson } from './lib/api.js';
-import { formatAgo, readConfig } from './lib/format.js';
+import { formatAgo, readConfig, sourceLabel } from './lib/format.js';
 import { LivePlayer } from './lib/player.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
@@ -49,7 +49,7 @@ class Tile {
     li.innerHTML = `<a class="tile-link"><canvas class="tile-canvas" width="320" height="180"></canvas>
       <span class="tile-name"></span>
       <span class="tile-meta"><span class="badge" data-field="online"></span> <span data-field="fps"></span>
-      <span data-field="last-seen"></span></span></a>`;
+      <span data-field="last-seen"></span> <span data-field="source"></span></span></a>`;
     li.querySelector('a').href = href;
     li.querySelector('.tile-name').textContent = device.name;
     li.querySelector('canvas').setAttribute('aria-label', `Live view of ${device.name}`);
@@ -57,7 +57,7 @@ class Tile {
   }
 
   handle(message) {
-    if (message.type === 'presence') this.update({ online: message.online, last_seen: message.last_seen });
+    if (message.type === 'presence') this.update({ online: message.online, last_seen: message.last_seen, source: message.source });
     else if (message.type === 'welcome' && message.device) this.update(message.device);
     else if (message.type === 'stats') this.update({ fps: message.fps });
     else if (message.type === 'ping') this.socket.sendJson({ type: 'pong', id: message.id, ts: message.ts });
@@ -69,6 +69,8 @@ class Tile {
     this.state.online = Boolean(d.online);
     this.el.dataset.online = String(Boolean(d.online));
     this.el.querySelector('[data-field=online]').textContent = d.online ? 'online' : 'offline';
+    this.state.source = d.online ? sourceLabel(d.source) || null : null;
+    this.el.querySelector('[data-field=source]').textContent = this.state.source ? `via ${this.state.source}` : '';
     if (Number.isFinite(d.fps)) {
       this.state.fps = d.fps;
       this.el.querySelector('[data-field=fps]').textContent = d.online ? `${d.fps.toFixed(1)} fps` : '';
@@ -115,7 +117,9 @@ function onWallEvent(message) {
   if (!id) return;
   const tile = tiles.get(id);
   if (!tile) { reconcile(); return; }  // a device we have not seen: added since the page loaded
-  if (message.type === 'presence') tile.update({ online: message.online, last_seen: message.last_seen ?? tile.device.last_seen });
+  if (message.type === 'presence') {
+    tile.update({ online: message.online, last_seen: message.last_seen ?? tile.device.last_seen, source: message.source });
+  }
   else if (message.type === 'stats') tile.update({ fps: message.fps });
   else if (message.type === 'removed' || message.type === 'device_removed') reconcile();
 }

@@ -24,6 +24,17 @@ export function formatAgo(iso, now = Date.now()) {
   return `seen ${new Date(iso).toLocaleDateString()}`;
 }
 
+/** What a connected device streams from (hello.source.kind, docs/protocol.md), in words. */
+export function sourceLabel(kind) {
+  return {
+    rtsp: 'RTSP bridge',
+    pattern: 'agent: test pattern',
+    file: 'agent: video file',
+    v4l2: 'agent: webcam (V4L2)',
+    browser: 'browser',
+  }[kind] || '';
+}
+
 export const pad = (n, w = 2) => String(n).padStart(w, '0');
 
 /** HH:MM:SS of a Date in local time. */
