@@ -190,5 +190,7 @@ def test_the_run_command_brings_up_a_portal_whose_demo_login_works(tmp_path):
     assert "everything answered" in output and "stopped" in output
     namespace = (tmp_path / "var/namespace").read_text().strip()
     assert f"Redis namespace: {namespace}" in output and namespace.startswith("sl-")
-    assert sorted(path.name for path in (tmp_path / "var/demo").iterdir()) == ["lobby-camera.token", "yard-camera.token"]
+    # The tokens, and the WAV the yard camera plays talk-back into.
+    assert sorted(path.name for path in (tmp_path / "var/demo").iterdir()) == [
+        "lobby-camera.token", "yard-camera.token", "yard-talkback.wav"]
     assert {path.name for path in (tmp_path / "var/log").glob("*.log")} >= {"beat.log", "web.log", "worker.log", "recorder.log"}

@@ -273,7 +273,7 @@ async def test_talk_back_from_a_viewer_socket_on_one_process_reaches_the_device_
     await next_json(device, "welcome")
     viewer = await websockets.connect(
         f"ws://127.0.0.1:{port_b}/ws/view/{device_id}/", additional_headers={"Cookie": f"sessionid={setup_rows['sessionid']}"},
-        origin="http://localhost")
+        origin=f"http://127.0.0.1:{port_b}")
     welcome = await next_json(viewer, "welcome")
     assert welcome["media"]["talkback"]["codecs"] == ["pcm_s16le"]
     await viewer.send(json.dumps({"type": "talk", "action": "start", "codec": "pcm_s16le", "rate": 16000}))
