@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import io
 import json
 import re
 import sys
@@ -101,7 +102,9 @@ class Viewer:
                             self.frames.append((time.monotonic(), header.seq))
                         else:
                             data = json.loads(message)
-                            if data.get("type") != "ping":
+                            if data.get("type") == "ping":  # as the browser does; else closed with 4011
+                                await ws.send(json.dumps({"type": "pong", "id": data.get("id"), "ts": data.get("ts")}))
+                            else:
                                 self.messages.append(data)
             except websockets.ConnectionClosed as closed:
                 self.closes.append((time.monotonic(), closed.rcvd.code if closed.rcvd else None))
@@ -129,3 +132,112 @@ class Viewer:
     def stop(self):
         self._stop.set()
         self._thread.join(10)
+
+
+def small_jpeg(width: int = 160, height: int = 96) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (40, 120, 200)).save(out, "JPEG", quality=50)
+    return out.getvalue()
+
+
+class Camera:
+    """A device socket through the proxy that reconnects like the agent and remembers everything:
+    each frame it sent (seq), everything the server told it, every close code."""
+
+    def __init__(self, lab: Topology, token: str, which: str | None = None, fps: int = 5):
+        self.lab, self.token, self.which, self.fps = lab, token, which, fps
+        self.sent: list[tuple[float, int]] = []
+        self.messages: list[dict] = []
+        self.closes: list[tuple[float, int | None]] = []
+        self.connects: list[float] = []
+        self.error: BaseException | None = None
+        self._jpeg = small_jpeg()
+        self._seq = 0
+        self._stop = threading.Event()
+        self._thread = lab["client"].background(self._run)
+
+    def _run(self):
+        try:
+            asyncio.run(self._main())
+        except BaseException as error:
+            self.error = error
+
+    async def _main(self):
+        url = f"{self.lab.web_url(self.which, 'wss')}/ws/device/"
+        while not self._stop.is_set():
+            try:
+                async with websockets.connect(url, ssl=self.lab.ssl_context(), subprotocols=["sightline.v1"],
+                                              additional_headers={"Authorization": f"Bearer {self.token}"},
+                                              max_size=None, compression=None, open_timeout=5) as ws:
+                    await ws.send(json.dumps({"type": "hello", "protocol": 1, "codecs": ["jpeg"],
+                                              "resolution": "160x96", "fps": self.fps, "audio": None,
+                                              "agent": "multihost-camera"}))
+                    self.connects.append(time.monotonic())
+                    await asyncio.gather(self._send_frames(ws), self._listen(ws))
+            except websockets.ConnectionClosed as closed:
+                self.closes.append((time.monotonic(), closed.rcvd.code if closed.rcvd else None))
+            except (OSError, asyncio.TimeoutError, websockets.InvalidHandshake) as error:
+                self.closes.append((time.monotonic(), None))
+                self.messages.append({"type": "connect-error", "error": type(error).__name__})
+            if not self._stop.is_set():
+                await asyncio.sleep(0.5)  # the agent's first back-off step
+
+    async def _send_frames(self, ws):
+        interval = 1 / self.fps
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self._seq += 1
+            await ws.send(protocol.encode_frame(protocol.KIND_JPEG, self._jpeg, self._seq,
+                                                int(time.time() * 1e6), keyframe=True)[0])
+            self.sent.append((time.monotonic(), self._seq))
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await ws.close()
+
+    async def _listen(self, ws):
+        async for message in ws:
+            if isinstance(message, bytes):
+                continue
+            data = json.loads(message)
+            if data.get("type") == "ping":
+                await ws.send(json.dumps({"type": "pong", "id": data.get("id"), "ts": data.get("ts")}))
+            else:
+                self.messages.append(data)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+
+
+class FrameTap:
+    """Counts the frames the web hosts accepted: each is published once on the device's Redis channel."""
+
+    def __init__(self, lab: Topology, device_id: str):
+        self.lab, self.channel = lab, f"{lab.namespace}:frames:{device_id}"
+        self.seqs: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = lab["client"].background(self._run)
+
+    def _run(self):
+        import redis
+
+        while not self._stop.is_set():
+            client = redis.Redis(host=self.lab.address("data"), port=6379, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                pubsub = client.pubsub()
+                pubsub.subscribe(self.channel)
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.2)
+                    if message and message["type"] == "message" and isinstance(message["data"], bytes) \
+                            and not message["data"].startswith(b"{"):
+                        self.seqs.add(protocol.parse_header(message["data"], 1 << 24).seq)
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                time.sleep(0.2)
+            finally:
+                client.close()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)

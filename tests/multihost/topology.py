@@ -22,6 +22,7 @@ import ipaddress
 import json
 import secrets
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -119,18 +120,24 @@ class Topology:
 
     # -- data host -----------------------------------------------------------------------------------
     def start_postgres(self):
+        """initdb (once) and the server, as the postgres user, listening on the data host's address only."""
         data_dir = self.lab.root / "pgdata"
-        data_dir.mkdir()
-        shutil.chown(data_dir, "postgres", "postgres")
         as_postgres = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-        self["data"].exec([*as_postgres, postgres_bin() / "initdb", "-D", data_dir, "-U", "postgres",
-                           "--auth=trust", "--no-sync", "-E", "UTF8"], env=self.lab.base_env(), timeout=90)
-        with open(data_dir / "pg_hba.conf", "a") as hba:
-            hba.write(f"host all all {self.lab.subnet}.0/24 trust\n")
+        if not data_dir.exists():
+            data_dir.mkdir()
+            shutil.chown(data_dir, "postgres", "postgres")
+            self["data"].exec([*as_postgres, postgres_bin() / "initdb", "-D", data_dir, "-U", "postgres",
+                               "--auth=trust", "--no-sync", "-E", "UTF8"], env=self.lab.base_env(), timeout=90)
+            with open(data_dir / "pg_hba.conf", "a") as hba:
+                hba.write(f"host all all {self.lab.subnet}.0/24 trust\n")
         return self._start("data", "postgres", [
             *as_postgres, postgres_bin() / "postgres", "-D", data_dir, "-c", f"listen_addresses={self.address('data')}",
             "-c", f"port={PG_PORT}", "-c", f"unix_socket_directories={data_dir}", "-c", "shared_buffers=32MB",
             "-c", "max_connections=60", "-c", "fsync=on", "-c", "synchronous_commit=on"])
+
+    def stop(self, key: str, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+        """Stop one process of the lab, e.g. stop('data/postgres', signal.SIGINT) (fast shutdown)."""
+        self.children[key].stop(timeout=timeout, sig=sig)
 
     def start_redis(self):
         redis_dir = self.lab.root / "redis"
@@ -159,7 +166,7 @@ class Topology:
             "name": "sightline", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         address = self.address("s3")
-        return self._start("s3", "seaweedfs", [
+        return self._start("s3", "seaweedfs", [  # data kept in weed_dir across a restart
             WEED, "mini", f"-dir={weed_dir}", f"-ip={address}", f"-ip.bind={address}", f"-s3.port={S3_PORT}",
             f"-s3.config={config}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
 
@@ -180,6 +187,22 @@ class Topology:
             return [item["Key"] for item in listed.get("Contents", [])]
 
         return self["client"].call(keys, timeout=30)
+
+    def queue_lengths(self) -> dict:
+        """Tasks waiting in the broker: the default queue and the spool queue (kombu's keys are <ns>:<queue>)."""
+        import redis
+
+        def lengths():
+            client = redis.Redis(host=self.address("data"), port=REDIS_PORT, socket_timeout=2)
+            try:
+                return {queue: client.llen(f"{self.namespace}:{queue}") for queue in (self.namespace, SPOOL_QUEUE)}
+            finally:
+                client.close()
+
+        try:
+            return self["client"].call(lengths, timeout=10)
+        except Exception as error:  # Redis down: say so in the row
+            return {"error": repr(error)}
 
     # -- Sightline -----------------------------------------------------------------------------------
     def manage(self, host: str, *args: str, timeout: float = 120) -> str:

@@ -1,0 +1,93 @@
+"""The fault suite (issue 12): one fault per test, applied while a camera streams and an owner
+watches through the proxy. Each prints its row ("FAULT ROW | ..."; run with -s to see them):
+time until live resumes, frames sent/accepted/live/recorded/lost, persisted segments lost, and
+what the device and the owner were told.
+
+Bars checked here: no segment that was persisted (told to the device, or archived) is lost, and
+live resumes within 5 s of the fault's end.
+"""
+import re
+import signal
+
+import pytest
+
+from tests.multihost import faults, topology
+from tests.multihost.hosts import tcp_open, wait_until
+
+pytestmark = [pytest.mark.multihost, pytest.mark.faults, pytest.mark.timeout(180)]
+
+LIVE_RESUMES_WITHIN_S = 5.0
+
+
+def check_bars(row: faults.Row) -> None:
+    assert row.persisted_lost == 0, row
+    assert row.resumed_s is not None and row.resumed_s <= LIVE_RESUMES_WITHIN_S, row
+    assert row.sent > 0 and row.recorded > 0, row
+
+
+def wait_port(lab, host: str, port: int, timeout: float = 30) -> None:
+    wait_until(lambda: lab["client"].call(tcp_open, lab.address(host), port), timeout, f"{host}:{port}")
+
+
+def test_redis_restarted_while_live(lab):
+    def restart():
+        lab.start_redis()
+        wait_port(lab, "data", topology.REDIS_PORT)
+
+    row = faults.run(lab, "Redis restarted", apply=lambda: lab.stop("data/redis", signal.SIGTERM),
+                     heal=restart, hold=1.0)
+    check_bars(row)
+
+
+def camera_host(lab, _camera) -> str:
+    """The web host holding the camera's socket: of the proxy's connections, the one that received the
+    most bytes (the camera uploads; the viewer only downloads)."""
+    best, best_bytes = None, -1
+    for which in ("a", "b"):
+        shown = lab[f"web-{which}"].exec(["ss", "-tni", "state", "established", f"( sport = :{topology.WEB_PORT} )"])
+        for received in re.findall(r"bytes_received:(\d+)", shown):
+            if int(received) > best_bytes:
+                best, best_bytes = which, int(received)
+    assert best is not None, "no socket on either web host"
+    return best
+
+
+def test_the_web_host_holding_the_camera_killed_both_reconnect_through_the_proxy(lab):
+    killed = {}
+
+    def kill(which):
+        killed["host"] = which
+        lab.stop(f"web-{which}/uvicorn", signal.SIGKILL)
+
+    row = faults.run(lab, "web host killed", before_fault=lambda camera: camera_host(lab, camera), apply=kill,
+                     heal=lambda which: None, hold=0.0)
+    check_bars(row)
+    assert "closed" in row.device_told or "connection lost" in row.device_told, row
+
+
+def test_postgresql_stopped_for_10_s_while_live(lab):
+    def start_again():
+        lab.start_postgres()
+        wait_port(lab, "data", topology.PG_PORT)
+
+    row = faults.run(lab, "PostgreSQL stopped 10 s", apply=lambda: lab.stop("data/postgres", signal.SIGINT),
+                     heal=start_again, hold=10.0)
+    check_bars(row)
+
+
+def test_the_worker_host_cut_off_for_10_s_while_live(lab):
+    row = faults.run(lab, "worker host link down 10 s", apply=lambda: lab["worker"].link(False),
+                     heal=lambda: lab["worker"].link(True), hold=10.0)
+    check_bars(row)
+    assert row.segments.get("failed", 0) == 0, row
+
+
+def test_s3_unreachable_during_archive(lab):
+    def start_again():
+        lab.start_seaweedfs()
+        wait_port(lab, "s3", topology.S3_PORT)
+
+    row = faults.run(lab, "S3 down 10 s during archive", apply=lambda: lab.stop("s3/seaweedfs", signal.SIGKILL),
+                     heal=start_again, hold=10.0)
+    check_bars(row)
+    assert row.segments.get("failed", 0) == 0, "archives are retried until S3 is back, never failed"
