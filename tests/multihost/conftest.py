@@ -45,7 +45,7 @@ def lab(request):
     failed = any(getattr(request.node, f"report_{when}", None) is not None
                  and getattr(request.node, f"report_{when}").failed for when in ("setup", "call"))
     if failed:
-        sys.stderr.write(f"\n--- lab logs ---\n{deployment.logs()}\n")
+        sys.stderr.write(f"\n--- lab logs ---\n{deployment.logs(8000)}\n")
     made.close()
 
 

@@ -6,7 +6,8 @@ Every figure comes from outside the code under test:
 - accepted: frames a web host published on the device's Redis channel (clients.FrameTap), or that
   the viewer received;
 - live: distinct frames the viewer received;
-- recorded: frames in the device's segments once every segment is at rest (segment API via the proxy);
+- recorded: frames in the device's segments (archived, or closed and waiting in the spool; the
+  segment API via the proxy), after waiting for every segment to come to rest;
 - lost: accepted but not recorded; persisted lost: segments the camera was told were durable (or
   that reached `archived`) that are failed, gone, or archived without their MP4 in SeaweedFS (must
   be 0; a segment still pending at the end is shown in the segment states, not counted lost);
@@ -40,6 +41,7 @@ class Row:
     device_told: str = ""
     owner_told: str = ""
     queued: dict = field(default_factory=dict)  # tasks left in the broker's queues at the end
+    failures: list = field(default_factory=list)  # failure_reason of each failed segment
 
     HEADER = ("fault", "live resumes", "longest gap", "sent", "accepted", "live", "recorded", "lost",
               "persisted lost", "segments", "device was told", "owner was told")
@@ -54,6 +56,8 @@ class Row:
     def print(self) -> None:
         line = " | ".join(str(cell) for cell in self.cells())
         sys.stdout.write(f"\nFAULT ROW | {line}\n")
+        for reason in self.failures:
+            sys.stdout.write(f"  failed segment: {reason}\n")
         if any(state not in AT_REST for state in self.segments):
             sys.stdout.write(f"  (still pending at the end; broker queues: {self.queued})\n")
         sys.stdout.flush()
@@ -152,9 +156,14 @@ def run(lab, name: str, apply, heal, hold: float = 10.0, after: float = 4.0, set
     # A frame any viewer saw was accepted too (the tap re-subscribes a moment after Redis is back).
     row.accepted = len(tap.seqs | {seq for _, seq in viewer.frames})
     row.live = len({seq for _, seq in viewer.frames})
-    row.recorded = sum(s["frames"] or 0 for s in found if s["state"] == "archived")
+    # Recorded: durable, whether archived already or still in the spool waiting for the worker.
+    row.recorded = sum(s["frames"] or 0 for s in found if s["state"] != "failed")
     row.lost = row.accepted - row.recorded
-    row.persisted_lost = len((persisted | archived) - stored - pending)
+    row.failures = [f"{s['id']} {s['frames']} frames: {s['failure_reason']}" for s in found if s["state"] == "failed"]
+    lost_ids = (persisted | archived) - stored - pending
+    row.persisted_lost = len(lost_ids)
+    states = {s["id"]: s["state"] for s in found}
+    row.failures += [f"persisted segment {i} lost: state {states.get(i, 'not listed')}" for i in sorted(lost_ids)]
     row.segments = {}
     for s in found:
         row.segments[s["state"]] = row.segments.get(s["state"], 0) + 1

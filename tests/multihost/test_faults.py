@@ -19,10 +19,16 @@ pytestmark = [pytest.mark.multihost, pytest.mark.faults, pytest.mark.timeout(180
 LIVE_RESUMES_WITHIN_S = 5.0
 
 
-def check_bars(row: faults.Row) -> None:
+FPS = 5  # faults.run's camera
+
+
+def check_bars(row: faults.Row, unrecorded_window_s: float) -> None:
+    """Issue 12's bars: no persisted segment lost, live back within 5 s, and accepted-but-unrecorded
+    frames within the fault's documented window (docs/deployment.md, "What a fault costs")."""
     assert row.persisted_lost == 0, row
     assert row.resumed_s is not None and row.resumed_s <= LIVE_RESUMES_WITHIN_S, row
     assert row.sent > 0 and row.recorded > 0, row
+    assert row.lost <= FPS * unrecorded_window_s, row
 
 
 def wait_port(lab, host: str, port: int, timeout: float = 30) -> None:
@@ -36,7 +42,8 @@ def test_redis_restarted_while_live(lab):
 
     row = faults.run(lab, "Redis restarted", apply=lambda: lab.stop("data/redis", signal.SIGTERM),
                      heal=restart, hold=1.0)
-    check_bars(row)
+    # Pub/sub keeps nothing: frames published before the recorder has re-subscribed are not recorded.
+    check_bars(row, unrecorded_window_s=1.0 + 2.0)
 
 
 def camera_host(lab, _camera) -> str:
@@ -61,7 +68,7 @@ def test_the_web_host_holding_the_camera_killed_both_reconnect_through_the_proxy
 
     row = faults.run(lab, "web host killed", before_fault=lambda camera: camera_host(lab, camera), apply=kill,
                      heal=lambda which: None, hold=0.0)
-    check_bars(row)
+    check_bars(row, unrecorded_window_s=1.0)  # at most what was in flight on the killed host
     assert "closed" in row.device_told or "connection lost" in row.device_told, row
 
 
@@ -72,13 +79,14 @@ def test_postgresql_stopped_for_10_s_while_live(lab):
 
     row = faults.run(lab, "PostgreSQL stopped 10 s", apply=lambda: lab.stop("data/postgres", signal.SIGINT),
                      heal=start_again, hold=10.0)
-    check_bars(row)
+    # The recorder degrades while it cannot open or close a segment and tries again every 10 s.
+    check_bars(row, unrecorded_window_s=10.0 + 10.0 + 2.0)
 
 
 def test_the_worker_host_cut_off_for_10_s_while_live(lab):
     row = faults.run(lab, "worker host link down 10 s", apply=lambda: lab["worker"].link(False),
                      heal=lambda: lab["worker"].link(True), hold=10.0)
-    check_bars(row)
+    check_bars(row, unrecorded_window_s=0.0)  # recording does not need the worker
     assert row.segments.get("failed", 0) == 0, row
 
 
@@ -89,5 +97,5 @@ def test_s3_unreachable_during_archive(lab):
 
     row = faults.run(lab, "S3 down 10 s during archive", apply=lambda: lab.stop("s3/seaweedfs", signal.SIGKILL),
                      heal=start_again, hold=10.0)
-    check_bars(row)
+    check_bars(row, unrecorded_window_s=0.0)  # recording does not need S3
     assert row.segments.get("failed", 0) == 0, "archives are retried until S3 is back, never failed"
