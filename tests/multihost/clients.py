@@ -146,8 +146,8 @@ class Camera:
     """A device socket through the proxy that reconnects like the agent and remembers everything:
     each frame it sent (seq), everything the server told it, every close code."""
 
-    def __init__(self, lab: Topology, token: str, which: str | None = None, fps: int = 5):
-        self.lab, self.token, self.which, self.fps = lab, token, which, fps
+    def __init__(self, lab: Topology, token: str, which: str | None = None, fps: int = 5, device_id: str = ""):
+        self.lab, self.token, self.which, self.fps, self.device_id = lab, token, which, fps, device_id
         self.sent: list[tuple[float, int]] = []
         self.messages: list[dict] = []
         self.closes: list[tuple[float, int | None]] = []

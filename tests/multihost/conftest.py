@@ -17,6 +17,10 @@ def _loud_skip(reason: str):
     pytest.skip(f"MULTI-HOST TESTS SKIPPED: {reason}")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab_options(**kwargs): keyword arguments for topology.Topology")
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield
@@ -35,7 +39,8 @@ def lab(request):
     except hosts.Unavailable as reason:
         _loud_skip(str(reason))
     try:
-        deployment = topology.Topology(made, segment_seconds=2)
+        marker = request.node.get_closest_marker("lab_options")
+        deployment = topology.Topology(made, **{"segment_seconds": 2, **(marker.kwargs if marker else {})})
         deployment.start()
     except BaseException:
         sys.stderr.write(f"\n--- the lab did not start ---\n{_logs(made)}\n")

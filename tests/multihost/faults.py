@@ -111,7 +111,7 @@ def run(lab, name: str, apply, heal, hold: float = 10.0, after: float = 4.0, set
     seeded = lab.seed()
     camera_row, owner = seeded["cameras"][0], seeded["owner"]
     tap = clients.FrameTap(lab, camera_row["id"])
-    camera = clients.Camera(lab, camera_row["token"], which=None, fps=5)
+    camera = clients.Camera(lab, camera_row["token"], which=None, fps=5, device_id=camera_row["id"])
     viewer = clients.Viewer(lab, camera_row["id"], owner, which=None, reconnect=True)
     row = Row(name)
     try:
@@ -171,6 +171,11 @@ def run(lab, name: str, apply, heal, hold: float = 10.0, after: float = 4.0, set
     row.device_told = summarise(camera.messages, camera.closes)
     row.owner_told = summarise(viewer.messages, viewer.closes)
     row.print()
+    for segment_id in sorted(pending):  # say why, from the logs of the processes that handled it
+        for key, child in lab.children.items():
+            lines = [line for line in child.output(400_000).splitlines() if segment_id in line]
+            for line in lines[-6:]:
+                sys.stdout.write(f"  {key}: {line[:300]}\n")
     if camera.error or viewer.error:
         raise AssertionError(f"client failed: camera {camera.error!r}, viewer {viewer.error!r}")
     return row

@@ -226,6 +226,7 @@ class Lab:
         self.namespaces: list[str] = []
         self.children: list[Child] = []
         self.hosts: dict[str, Host] = {}
+        self.cleanups: list = []  # callables run by close() before the files go (e.g. unmount a tmpfs)
         run("ip", "netns", "add", self.switch)
         self.namespaces.append(self.switch)
         run("ip", "-n", self.switch, "link", "add", "br0", "type", "bridge")
@@ -266,6 +267,11 @@ class Lab:
             kill_namespace_processes(ns)
         for ns in reversed(self.namespaces):
             run("ip", "netns", "del", ns, check=False)
+        for cleanup in reversed(self.cleanups):
+            try:
+                cleanup()
+            except Exception:  # keep cleaning up; the rest must go too
+                pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -99,3 +99,59 @@ def test_s3_unreachable_during_archive(lab):
                      heal=start_again, hold=10.0)
     check_bars(row, unrecorded_window_s=0.0)  # recording does not need S3
     assert row.segments.get("failed", 0) == 0, "archives are retried until S3 is back, never failed"
+
+
+def lease_holder(lab, camera_id: str) -> str:
+    """The host whose recorder holds the camera's lease (its value names the recorder's pid)."""
+    import redis
+
+    def read():
+        client = redis.Redis(host=lab.address("data"), port=topology.REDIS_PORT, socket_timeout=2)
+        try:
+            return (client.get(f"{lab.namespace}:recorder:lease:{camera_id}") or b"").decode()
+        finally:
+            client.close()
+
+    holder = wait_until(lambda: lab["client"].call(read), 10, "the recorder lease")
+    for host in ("recorder", "standby"):
+        if f":{lab.children[f'{host}/record'].pid}:" in holder:
+            return host
+    raise AssertionError(f"lease held by {holder!r}, none of the lab's recorders")
+
+
+def test_the_recorder_holding_the_camera_killed_and_the_standby_takes_over(lab):
+    lab.start_recorder("standby")
+    lab.wait_recorder(host="standby", count=2)
+
+    def restart(host):  # as a service manager would; its start-up recovery closes the killed writer's segment
+        lab.start_recorder(host)
+
+    row = faults.run(lab, "recorder killed, standby takes over",
+                     before_fault=lambda camera: lease_holder(lab, camera.device_id),
+                     apply=lambda host: lab.stop(f"{host}/record", signal.SIGKILL), heal=restart, hold=8.0)
+    # Pub/sub keeps nothing: what is published until the standby takes the lease over is lost (the
+    # lease runs out within 6 s, the standby looks every 3 s), plus the killed writer's last ~1.2 s
+    # not yet fsynced (docs/recording.md "Crash window"). The durable hand-off of issue 12 brings it to 0.
+    check_bars(row, unrecorded_window_s=6.0 + 3.0 + 1.2 + 0.8)
+
+
+def fill(path) -> None:
+    """Take every free byte of the file system holding `path`."""
+    import os
+
+    stats = os.statvfs(path.parent)
+    with open(path, "wb") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, stats.f_bavail * stats.f_frsize)
+        except OSError:
+            pass  # as full as it gets
+
+
+@pytest.mark.lab_options(spool_tmpfs_mb=48)
+def test_the_spool_disk_full_for_10_s_while_live(lab):
+    filler = lab.spool / "filler"
+    row = faults.run(lab, "spool disk full 10 s", apply=lambda: fill(filler),
+                     heal=lambda: filler.unlink(), hold=10.0)
+    # Live goes on; recording pauses (degraded) and a new segment is tried every 10 s once space is back.
+    check_bars(row, unrecorded_window_s=10.0 + 10.0 + 2.0)
+    assert "degraded" in row.device_told, row

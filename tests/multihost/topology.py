@@ -23,6 +23,7 @@ import json
 import secrets
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,7 +36,8 @@ S3_KEY, S3_SECRET, BUCKET = "sightline-lab", "sightline-lab-secret", "sightline"
 WEB_PORT, S3_PORT, PG_PORT, REDIS_PORT = 8000, 8333, 5432, 6379
 SPOOL_QUEUE = "spool.recorder"
 
-ADDRESSES = {"data": 2, "s3": 3, "proxy": 9, "web-a": 11, "web-b": 12, "recorder": 21, "worker": 31, "client": 100}
+ADDRESSES = {"data": 2, "s3": 3, "proxy": 9, "web-a": 11, "web-b": 12, "recorder": 21, "standby": 22, "worker": 31,
+             "client": 100}
 
 
 def missing_tools() -> list[str]:
@@ -68,8 +70,9 @@ def postgres_bin() -> Path:
 
 
 class Topology:
-    def __init__(self, lab: Lab, segment_seconds: int = 2):
+    def __init__(self, lab: Lab, segment_seconds: int = 2, spool_tmpfs_mb: int = 0):
         self.lab = lab
+        self.spool_tmpfs_mb = spool_tmpfs_mb  # >0: the spool is a tmpfs of this size (the disk-full fault)
         self.hosts: dict[str, Host] = {name: lab.add_host(name, octet) for name, octet in ADDRESSES.items()}
         self.namespace = f"lab-{secrets.token_hex(4)}"
         self.segment_seconds = segment_seconds
@@ -221,10 +224,16 @@ class Topology:
             "--lifespan", "off", "--ws-per-message-deflate", "false", "--no-access-log",
             "--proxy-headers", "--forwarded-allow-ips", self.address("proxy")], env=self.sightline_env(host))
 
-    def start_recorder(self):
-        self.spool.mkdir(exist_ok=True)
-        return self._start("recorder", "record", [sys.executable, "manage.py", "record"],
-                           env=self.sightline_env("recorder"))
+    def start_recorder(self, host: str = "recorder"):
+        """`manage.py record` on `host`; a second one (host "standby") is a hot standby of the first.
+        Both write the spool the worker host transcodes from (see the module's docstring)."""
+        if not self.spool.exists():
+            self.spool.mkdir()
+            if self.spool_tmpfs_mb:
+                subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.spool_tmpfs_mb}m", "sightline-spool",
+                             str(self.spool)], check=True, timeout=10)
+                self.lab.cleanups.append(lambda: subprocess.run(["umount", "-l", str(self.spool)], timeout=10))
+        return self._start(host, "record", [sys.executable, "manage.py", "record"], env=self.sightline_env(host))
 
     def start_worker(self):
         return self._start("worker", "celery", [
@@ -243,21 +252,21 @@ class Topology:
         wait_until(lambda: (child.alive() or _fail(f"the worker exited:\n{child.output()}"))
                    and " ready." in child.output(100_000), timeout, "the Celery worker to be ready")
 
-    def wait_recorder(self, timeout: float = 60) -> None:
-        """The recorder has subscribed: its heartbeat is in the lab's Redis."""
+    def wait_recorder(self, timeout: float = 60, host: str = "recorder", count: int = 1) -> None:
+        """`count` recorders have subscribed: their heartbeats are in the lab's Redis."""
         import redis
 
         from recordings import sessions
 
         key = sessions.recorders_key(self.namespace)
-        child = self.children["recorder/record"]
+        child = self.children[f"{host}/record"]
 
         def subscribed():
             if not child.alive():
-                _fail(f"the recorder exited:\n{child.output()}")
+                _fail(f"the recorder on {host} exited:\n{child.output()}")
             client = redis.Redis(host=self.address("data"), port=REDIS_PORT, socket_timeout=2)
             try:
-                return client.zcard(key) > 0
+                return client.zcard(key) >= count
             finally:
                 client.close()
 
