@@ -61,6 +61,19 @@ def why_unavailable() -> str | None:
     return None
 
 
+def remove_stale_labs() -> None:
+    """Remove what a lab whose pytest process is gone (killed before its finalizer) left: its
+    processes and namespaces, then its temporary directory (a tmpfs spool in it unmounted first)."""
+    remove_stale_namespaces()
+    for directory in Path(tempfile.gettempdir()).glob("sightline-hosts-*-*"):
+        pid = directory.name.split("-")[2]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            spool = directory / "spool"
+            if spool.is_mount():
+                run("umount", "-l", str(spool), check=False)
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def remove_stale_namespaces() -> None:
     """Delete namespaces left by a lab whose pytest process is gone (killed before its finalizer)."""
     listed = run("ip", "netns", "list", check=False).stdout
@@ -215,10 +228,10 @@ class Lab:
         reason = why_unavailable()
         if reason:
             raise Unavailable(reason)
-        remove_stale_namespaces()
+        remove_stale_labs()
         self.subnet = f"{SUBNET_FIRST}.{SUBNET_SECOND}.{self._free_third_octet()}"
         # World-traversable: the PostgreSQL server runs as the postgres user and needs its data dir.
-        self.root = Path(tempfile.mkdtemp(prefix="sightline-hosts-", dir=root))
+        self.root = Path(tempfile.mkdtemp(prefix=f"sightline-hosts-{os.getpid()}-", dir=root))
         self.root.chmod(0o755)
         self.logs = self.root / "logs"
         self.logs.mkdir()

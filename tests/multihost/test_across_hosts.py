@@ -54,6 +54,11 @@ def test_a_camera_on_host_a_is_watched_on_b_recorded_transcoded_archived_to_s3_a
                           and archived_segments(lab, camera["id"], owner), 40, "three archived segments")
     assert sum(s["frames"] for s in segments) <= sent
 
+    # Which host did what, from each process's own log.
+    assert f"recording device {camera['id']}" in lab.children["recorder/record"].output(200_000)
+    worker_log = lab.children["worker/celery"].output(400_000)
+    assert all(f"transcoded segment {s['id']}" in worker_log for s in segments)
+
     keys = lab.bucket_keys()
     segment = max(segments, key=lambda s: s["frames"])
     status, headers, _ = clients.https_get(lab, f"{lab.web_url('b')}{segment['media_url']}", owner)
