@@ -136,15 +136,19 @@ def test_the_recorder_holding_the_camera_killed_and_the_standby_takes_over(lab):
 
 
 def fill(path) -> None:
-    """Take every free byte of the file system holding `path`."""
-    import os
+    """Take every free byte of the file system holding `path` (written until ENOSPC: the recorder
+    keeps writing meanwhile, so a size measured first would not be the last free byte)."""
+    import errno
 
-    stats = os.statvfs(path.parent)
-    with open(path, "wb") as handle:
-        try:
-            os.posix_fallocate(handle.fileno(), 0, stats.f_bavail * stats.f_frsize)
-        except OSError:
-            pass  # as full as it gets
+    chunk = b"\0" * (1 << 20)
+    with open(path, "wb", buffering=0) as handle:
+        while chunk:
+            try:
+                handle.write(chunk)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                chunk = chunk[: len(chunk) // 2] if len(chunk) > 512 else b""
 
 
 @pytest.mark.lab_options(spool_tmpfs_mb=48)
