@@ -104,7 +104,7 @@ def longest_gap(arrivals: list[float], start: float) -> float:
     return max((b - a for a, b in zip(times, times[1:])), default=0.0)
 
 
-def run(lab, name: str, apply, heal, hold: float = 10.0, after: float = 4.0, settle: float = 20.0,
+def run(lab, name: str, apply, heal, hold: float = 10.0, after: float = 3.0, settle: float = 20.0,
         before_fault=None) -> Row:
     """Stream, apply(), hold, heal(), stream `after` more seconds, stop, wait until every segment
     is at rest, measure. `before_fault(camera)` runs once live (e.g. to find the camera's host)."""
