@@ -47,20 +47,31 @@ def _lease() -> timedelta:
     return timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + constants.CLAIM_LEASE_MARGIN_SECONDS)
 
 
+# Claims this process made whose transcode raised (e.g. the database went away before the
+# result was saved). Their rows still say "transcoding, claimed by this live process", which
+# would make the task's own retry stop as AlreadyClaimed and leave the segment stuck until
+# the claim's lease ran out; the retry takes such a claim over instead.
+_ENDED_CLAIMS: set[str] = set()
+
+
 def claim_for_transcode(segment_id) -> str | None:
     """Claim the segment for this worker; the claim token, or None if someone else has it."""
     now = datetime.now(timezone.utc)
     token = uuid.uuid4().hex
     claimable = Q(state=SegmentState.CLOSED) | Q(state=SegmentState.TRANSCODING, claimed_at__lt=now - _lease())
-    current = Segment.objects.filter(pk=segment_id).values("state", "claimed_by").first()
+    current = Segment.objects.filter(pk=segment_id).values("state", "claimed_by", "claim_token").first()
     if current and current["state"] == SegmentState.TRANSCODING and process_gone(
             current["claimed_by"], constants.host_name()):
         # Its claimer was killed (same host, pid gone): take over at once. The
         # condition on claimed_by keeps two redeliveries from both taking it.
         claimable |= Q(state=SegmentState.TRANSCODING, claimed_by=current["claimed_by"])
+    elif current and current["state"] == SegmentState.TRANSCODING and current["claim_token"] in _ENDED_CLAIMS:
+        claimable |= Q(state=SegmentState.TRANSCODING, claim_token=current["claim_token"])
     won = Segment.objects.filter(claimable, pk=segment_id).update(
         state=SegmentState.TRANSCODING, claim_token=token, claimed_by=worker_identity(), claimed_at=now,
         updated_at=now)
+    if won and current:
+        _ENDED_CLAIMS.discard(current["claim_token"])
     return token if won else None
 
 
@@ -78,6 +89,15 @@ class AlreadyClaimed(Exception):
 def transcode_segment(segment_id) -> str:
     """closed -> transcoding, write the MP4. Returns what happened."""
     token = claim_for_transcode(segment_id)
+    try:
+        return _transcode(segment_id, token)
+    except BaseException:
+        if token:
+            _ENDED_CLAIMS.add(token)  # this run is over; a retry in this process may take the claim over
+        raise
+
+
+def _transcode(segment_id, token: str | None) -> str:
     segment = Segment.objects.filter(pk=segment_id).first()
     if segment is None:
         return "gone"

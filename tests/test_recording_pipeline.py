@@ -236,3 +236,32 @@ def test_an_h264_segment_cut_mid_gop_skips_and_counts_the_undecodable_lead(acme_
     segment.refresh_from_db()
     assert segment.state == SegmentState.ARCHIVED and segment.corrupt_frames == 6
     assert decoded_frames(archive.recordings_storage().path(segment.storage_key)) == 10 == segment.frames
+
+
+@pytest.mark.django_db
+def test_a_transcode_retried_in_the_same_worker_after_the_database_failed_takes_its_own_claim_over(
+        acme_camera, monkeypatch):
+    """Found by the multi-host fault suite (PostgreSQL stopped 10 s): the result could not be saved,
+    Celery retried in the same worker process, and the retry stopped as AlreadyClaimed against the
+    claim of its own earlier attempt, leaving the segment 'transcoding' until the lease ran out."""
+    from django.db import OperationalError
+    from django.db.models import QuerySet
+
+    segment = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(6, T0))
+    real_update = QuerySet.update
+
+    def database_gone(queryset, **fields):
+        if "init_bytes" in fields:
+            raise OperationalError("connection to server failed")
+        return real_update(queryset, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", database_gone)
+    with pytest.raises(OperationalError):
+        pipeline.transcode_segment(segment.id)
+    monkeypatch.setattr(QuerySet, "update", real_update)
+    assert Segment.objects.get(pk=segment.id).state == SegmentState.TRANSCODING
+
+    assert pipeline.transcode_segment(segment.id) == "transcoded"  # the retry, same process
+    again = Segment.objects.get(pk=segment.id)
+    assert again.frames == 6 and again.init_bytes > 0
+    assert pipeline.claim_for_transcode(segment.id) is None, "a claim whose run did not fail still holds"

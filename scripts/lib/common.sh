@@ -10,6 +10,7 @@
 #   SIGHTLINE_APT=0            never run apt-get; print what to install instead
 #   SIGHTLINE_PROBE_POSTGRES=0 scripts/test: do not look for PostgreSQL on 127.0.0.1:5432
 #   SIGHTLINE_BROWSER_TESTS=0  scripts/test: skip the browser tests (said loudly)
+#   SIGHTLINE_MULTIHOST_TESTS=0 scripts/test: skip tests/multihost (network namespaces; said loudly)
 #   PYTHON=/path/to/python3    the interpreter to build .venv from
 
 set -euo pipefail
