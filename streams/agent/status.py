@@ -27,6 +27,7 @@ class Counters:
     reconnects: int = 0
     persisted: int = 0
     commands: int = 0
+    keyframe_requests: int = 0  # the server's {"type": "keyframe"} requests honoured
     resolution: str = ""
     codec: str = ""
     _window: deque = field(default_factory=deque)  # (monotonic time, bytes) of recent video frames

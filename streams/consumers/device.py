@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
 from recordings import alerts, sessions
-from streams import auth, control, metrics, presence, tokens
+from streams import auth, control, keyframes, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.base import SightlineSocket
 from streams.groups import device_group, org_group, prefix
@@ -109,6 +109,7 @@ class DeviceConsumer(SightlineSocket):
         self.device_stats: dict = {}
         self.pending_commands: dict[str, tuple[str, float, dict]] = {}
         self._counted = False
+        self.keyframe_limiter = keyframes.KeyframeLimiter()
 
         address = auth.client_address(self.scope)
         # Nothing shared (Redis, the database thread) is used before the gate admits
@@ -349,6 +350,16 @@ class DeviceConsumer(SightlineSocket):
             self._expire_commands()
         self.pending_commands[event["id"]] = (event["reply_to"], time.monotonic(), event["settings"])
         await self.send_message({"type": "command", "id": event["id"], "settings": event["settings"]})
+
+    async def device_keyframe(self, event):
+        """A viewer path needs a keyframe (streams/keyframes.py): ask the device, rate-limited per device."""
+        if self.hello is None or self.closing or not keyframes.wants_keyframe_requests(self.hello.get("codecs")):
+            return
+        if self.keyframe_limiter.allow(time.monotonic()):
+            metrics.KEYFRAME_REQUESTS.labels("sent").inc()
+            await self.send_message({"type": "keyframe"})
+        else:
+            metrics.KEYFRAME_REQUESTS.labels("limited").inc()
 
     async def device_replaced(self, event):
         if self.presence is not None and event["generation"] > (self.presence.generation or 0):
