@@ -15,11 +15,14 @@ from channels.db import database_sync_to_async
 
 from accounts.permissions import CONTROL, VIEW, role_allows
 from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
-from streams import auth, control, metrics, presence
+from streams import auth, control, keyframes, metrics, presence
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.base import SightlineSocket
 from streams.limits import MAX_PENDING_COMMANDS, Limits
 from streams.protocol import (
+    KIND_AUDIO,
+    KIND_FMP4,
+    KIND_METADATA,
     KIND_NAMES,
     VIEWER_MESSAGE_TYPES,
     Close,
@@ -143,6 +146,8 @@ class ViewerConsumer(SightlineSocket):
                 await self.send_message(self.pong_for(message))
             elif kind == "subscribe":
                 self._subscribe(message)
+                if message.get("mode") == "mse":  # start the fragments at a fresh keyframe
+                    await keyframes.request_keyframe(self.channel_layer, self.device.pk, "mse")
             elif kind == "command":
                 await self._command(message)
         except ProtocolError as error:
@@ -150,12 +155,20 @@ class ViewerConsumer(SightlineSocket):
 
     def _subscribe(self, message: dict) -> None:
         names = message.get("kinds")
+        mode = message.get("mode", "frames")
+        if mode not in ("frames", "mse"):
+            raise ProtocolError(Close.UNEXPECTED_TEXT, 'subscribe.mode must be "frames" or "mse"')
         if names is None:
-            self.outbox.kinds = None
-            return
-        if not isinstance(names, list) or not all(name in _KIND_BY_NAME for name in names):
+            kinds = None
+        elif not isinstance(names, list) or not all(name in _KIND_BY_NAME for name in names):
             raise ProtocolError(Close.UNEXPECTED_TEXT, f"subscribe.kinds must be a list of {sorted(_KIND_BY_NAME)}")
-        self.outbox.kinds = frozenset(_KIND_BY_NAME[name] for name in names)
+        else:
+            kinds = frozenset(_KIND_BY_NAME[name] for name in names)
+        if mode == "mse":
+            # Fragmented MP4 (kind 5) in place of H.264 and JPEG; audio/metadata only if asked for.
+            kinds = frozenset({KIND_FMP4}) | ((kinds or frozenset()) & {KIND_AUDIO, KIND_METADATA})
+        self.outbox.kinds = kinds
+        get_hub().set_mse(self.device.pk, self.outbox, mode == "mse")
 
     async def _command(self, message: dict) -> None:
         client_id = message.get("id")
