@@ -37,3 +37,13 @@ def keyframe_key(device_id) -> str:
 
 def auth_failures_key(address: str) -> str:
     return f"{prefix()}:authfail:{address}"
+
+
+def webrtc_peers_key() -> str:
+    """Sorted set: WebRTC process identity → last heartbeat (unix time); streams/webrtc_peer.py."""
+    return f"{prefix()}:webrtc:peers"
+
+
+def webrtc_stats_key(identity: str) -> str:
+    """Hash of one WebRTC process's counters (peers, packets sent, encoder frames)."""
+    return f"{prefix()}:webrtc:stats:{identity}"

@@ -12,13 +12,15 @@ import logging
 import uuid
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from accounts.permissions import CONTROL, VIEW, role_allows
 from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
-from streams import auth, control, keyframes, metrics, presence
+from streams import auth, control, keyframes, metrics, presence, signalling
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.base import SightlineSocket
 from streams.limits import MAX_PENDING_COMMANDS, Limits
+from streams.webrtc_relay import WebrtcRelay
 from streams.protocol import (
     KIND_AUDIO,
     KIND_FMP4,
@@ -32,6 +34,7 @@ from streams.protocol import (
 
 log = logging.getLogger("streams.consumers.viewer")
 _KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
+_MESSAGE_TYPES = VIEWER_MESSAGE_TYPES | signalling.MESSAGE_TYPES
 
 
 def _viewer_context(user, device_id):
@@ -90,6 +93,7 @@ class ViewerConsumer(SightlineSocket):
         self.outbox: Outbox | None = None
         self.device = None
         self.pending: dict[str, tuple[object, asyncio.TimerHandle]] = {}
+        self.webrtc: WebrtcRelay | None = None
         checked = await browser_user_or_refusal(self)
         if checked is None:
             return
@@ -120,7 +124,10 @@ class ViewerConsumer(SightlineSocket):
             },
             "role": role,
             "can_control": can_control,
+            "webrtc": {"ice_servers": settings.SIGHTLINE.get("WEBRTC_ICE_SERVERS", [])},
         }))
+        self.webrtc = WebrtcRelay(device.pk, self.channel_name, self.channel_layer, redis_client(), self.send_message,
+                                  settings.SIGHTLINE.get("WEBRTC_ANSWER_TIMEOUT_SECONDS", 3))
         # Subscribe before the sender starts: the welcome (control goes first)
         # then means "every frame from now on reaches you".
         await get_hub().add_viewer(device.pk, self.outbox)
@@ -140,7 +147,7 @@ class ViewerConsumer(SightlineSocket):
             return
         self.heard()
         try:
-            message = self.parse_browser_text(text_data, VIEWER_MESSAGE_TYPES)
+            message = self.parse_browser_text(text_data, _MESSAGE_TYPES)
             kind = message["type"]
             if kind == "ping":
                 await self.send_message(self.pong_for(message))
@@ -150,6 +157,8 @@ class ViewerConsumer(SightlineSocket):
                     await keyframes.request_keyframe(self.channel_layer, self.device.pk, "mse")
             elif kind == "command":
                 await self._command(message)
+            elif kind in signalling.MESSAGE_TYPES:
+                await self.webrtc.handle(message)
         except ProtocolError as error:
             await self.refuse(error.code, error.message)
 
@@ -217,8 +226,15 @@ class ViewerConsumer(SightlineSocket):
         timer.cancel()
         self._result(client_id, ok=bool(event.get("ok")), applied=event.get("applied"), error=event.get("error"))
 
+    async def webrtc_signal(self, event):
+        """An answer, candidate, error or bye from the WebRTC process (streams/webrtc_relay.py)."""
+        if self.webrtc is not None and not self.closing:
+            await self.webrtc.on_signal(event)
+
     async def disconnect(self, code):
         self.closing = True
+        if self.webrtc is not None:  # whatever closed the socket (revocation too) ends its peer
+            await self.webrtc.close("viewer socket closed")
         for _client_id, timer in self.pending.values():
             timer.cancel()
         self.pending.clear()
