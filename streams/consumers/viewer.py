@@ -24,6 +24,7 @@ from streams.webrtc_relay import WebrtcRelay
 from streams.protocol import (
     KIND_AUDIO,
     KIND_FMP4,
+    KIND_JPEG,
     KIND_METADATA,
     KIND_NAMES,
     VIEWER_MESSAGE_TYPES,
@@ -174,8 +175,8 @@ class ViewerConsumer(SightlineSocket):
         else:
             kinds = frozenset(_KIND_BY_NAME[name] for name in names)
         if mode == "mse":
-            # Fragmented MP4 (kind 5) in place of H.264 and JPEG; audio/metadata only if asked for.
-            kinds = frozenset({KIND_FMP4}) | ((kinds or frozenset()) & {KIND_AUDIO, KIND_METADATA})
+            # Fragmented MP4 (kind 5) in place of H.264; JPEG, audio, metadata only if asked for.
+            kinds = frozenset({KIND_FMP4}) | ((kinds or frozenset()) & {KIND_JPEG, KIND_AUDIO, KIND_METADATA})
         self.outbox.kinds = kinds
         get_hub().set_mse(self.device.pk, self.outbox, mode == "mse")
 
