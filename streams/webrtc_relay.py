@@ -73,9 +73,10 @@ class WebrtcRelay:
         if self.session is None:
             raise SignallingError(signalling.NO_SESSION, "send webrtc_offer first")
         if self.peer is None:  # trickled before the answer: kept until we know who answered
-            if len(self.early) >= signalling.MAX_EARLY_CANDIDATES:
-                raise SignallingError(signalling.BAD_CANDIDATE, "too many candidates before the answer")
-            self.early.append(candidate)
+            # Beyond the cap they are dropped, not refused: the process learns the browser's
+            # address from its connectivity checks anyway (peer-reflexive candidates).
+            if len(self.early) < signalling.MAX_EARLY_CANDIDATES:
+                self.early.append(candidate)
             return
         await self.layer.send(self.peer, {"type": "webrtc.candidate", "session": self.session, "candidate": candidate})
 

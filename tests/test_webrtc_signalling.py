@@ -229,3 +229,33 @@ async def test_an_offer_aiortc_cannot_use_is_a_bad_offer_and_leaves_no_peer(acme
     assert reply["type"] == "webrtc_error" and reply["code"] == "bad_offer"
     assert service.peers == {}
     assert str(acme_camera.pk) not in broadcast.get_hub().feeds
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_state")
+async def test_a_new_peer_and_a_browsers_pli_each_ask_the_device_for_a_keyframe(acme_camera, device_token):
+    from aiortc import RTCPeerConnection
+
+    from streams.webrtc_peer import PeerService
+    from tests.live_helpers import HELLO, connect_device
+
+    device, _ = await connect_device(device_token, {**HELLO, "codecs": ["h264"]})
+    service = PeerService(get_channel_layer(), max_peers=2, ice_servers=[])
+    client = RTCPeerConnection()
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    try:
+        reply = await process_reply(service, acme_camera.pk, client.localDescription.sdp)
+        assert reply["type"] == "webrtc_answer" and "m=video" in reply["sdp"] and "H264" in reply["sdp"]
+        assert (await receive_json_of_type(device, "keyframe"))["type"] == "keyframe"  # the new peer
+        [peer] = service.peers.values()
+        await asyncio.sleep(0.55)  # past the per-device interval
+        peer.pc.getTransceivers()[0].sender._send_keyframe()  # what aiortc calls on a PLI or FIR
+        assert (await receive_json_of_type(device, "keyframe"))["type"] == "keyframe"
+        assert service.stats["keyframe_requests"] == 2
+    finally:
+        for peer in list(service.peers.values()):
+            await service.end(peer, None)
+        await client.close()
+        await device.disconnect()

@@ -118,6 +118,8 @@ def test_the_aiortc_example_decodes_a_hundred_frames_and_the_server_never_encode
     # Heartbeats carry the counters every 2 s.
     stats = wait_until(lambda: (s := webrtc_stats(stack["env"])).get("packets_sent", 0) >= 100 and s, 10, "WebRTC stats")
     assert stats["encoder_frames"] == 0 and stats["answers"] == 1
+    # The example said bye and closed its socket: the process closed the peer.
+    wait_until(lambda: webrtc_stats(stack["env"]).get("peers", 1) == 0, 10, "the peer to be closed")
 
 
 def test_a_jpeg_device_is_refused_with_not_h264_and_the_process_keeps_serving(stack, personas, acme_camera):
