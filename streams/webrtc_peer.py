@@ -194,10 +194,13 @@ class PeerService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, ready=None) -> None:
+        """Serve until `stop` is set; `ready()` is called once viewers can find this process."""
         count_encoder_frames()
         self.channel = await self.layer.new_channel()
         await self._beat()
+        if ready is not None:
+            ready()
         loops = [asyncio.create_task(self._read(OFFERS_CHANNEL)), asyncio.create_task(self._read(self.channel)),
                  asyncio.create_task(self._heartbeat())]
         log.info("WebRTC process %s ready (max %d peers, %d ICE servers)", self.identity, self.max_peers,
@@ -249,6 +252,9 @@ class PeerService:
     async def _offer(self, message: dict) -> None:
         session, reply_to, device_id = message["session"], message["reply_to"], message["device_id"]
         if self.said_bye.pop(session, None) is not None:
+            return
+        if message.get("expires", float("inf")) < time.time():
+            self.stats["expired_offers"] += 1  # its viewer was told "timeout" and moved on
             return
         if len(self.peers) >= self.max_peers:
             self.stats["refused_busy"] += 1

@@ -67,6 +67,8 @@ class WebrtcRelay:
         await self.layer.send(OFFERS_CHANNEL, {
             "type": "webrtc.offer", "session": self.session, "reply_to": self.reply_to,
             "device_id": self.device_id, "sdp": sdp,
+            # A process that reads it later (it was down, or busy) drops it: the viewer gave up.
+            "expires": time.time() + self.answer_timeout,
         })
 
     async def _candidate(self, candidate: dict | None) -> None:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,14 @@ def playwright_browser():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
-def webrtc_stats(env) -> dict:
+def webrtc_stats(env, process=None) -> dict:
+    """Counters from the WebRTC processes' heartbeats: of `process` only (a Process), or all of this run."""
     prefix = child_redis_names(env).channel_prefix
+    suffix = f":{process.proc.pid}" if process is not None else ""
     client = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
     try:
         totals = {}
-        for key in client.scan_iter(f"{prefix}:webrtc:stats:*"):
+        for key in client.scan_iter(f"{prefix}:webrtc:stats:*{suffix}"):
             for name, value in client.hgetall(key).items():
                 totals[name] = totals.get(name, 0) + float(value)
         return totals
@@ -53,7 +56,8 @@ def webrtc_stats(env) -> dict:
 @pytest.fixture
 def webrtc_process(server, stack_env):
     """manage.py webrtc beside the daphne server (same Redis namespace and database)."""
-    proc = Process("webrtc", [str(VENV_BIN / "python"), "manage.py", "webrtc"], stack_env,
+    # A log of its own: an earlier test's process wrote "serving up to" in "webrtc.log" already.
+    proc = Process(f"webrtc-{uuid.uuid4().hex[:8]}", [str(VENV_BIN / "python"), "manage.py", "webrtc"], stack_env,
                    Path(stack_env["_LOG_DIR"]))
     try:
         wait_until(lambda: (proc.alive() or pytest.fail(f"webrtc exited:\n{proc.output()}"))
@@ -99,8 +103,10 @@ def test_forced_webrtc_decodes_frames_fast_and_the_server_never_encodes(
     assert page.locator("#player").get_attribute("data-mode") == "webrtc"
     assert page.locator("#stat-mode").inner_text().startswith("WebRTC")
     assert page.evaluate("window.sightline.player.fallbacks.length") == 0
-    stats = wait_until(lambda: (s := webrtc_stats(stack_env)).get("packets_sent", 0) >= 20 and s, 10, "stats")
+    stats = wait_until(lambda: (s := webrtc_stats(stack_env, webrtc_process)).get("packets_sent", 0) >= 20 and s, 10, "stats")
     assert stats["encoder_frames"] == 0
+    latency = wait_for_state(page, "s.latencyMs !== null && s.latencyMs", 10_000)
+    print(f"WEBRTC overlay latency estimate: {latency:.0f} ms ({page.locator('#stat-mode').inner_text()})")
     assert sorted(samples)[1] <= 500
     page.screenshot(path=str(artifacts / "player-webrtc.png"))
     assert browser.console_errors == []
@@ -159,4 +165,15 @@ def test_an_outsider_gets_no_answer_for_another_organisations_device(
     })""", str(h264_camera.pk))
     assert result["code"] == 4404
     assert not [m for m in result["seen"] if m["type"].startswith("webrtc_")]
-    assert webrtc_stats(stack_env).get("answers", 0) == 0
+    assert webrtc_stats(stack_env, webrtc_process).get("answers", 0) == 0
+
+
+def test_the_wall_plays_an_h264_camera_over_webrtc(personas, h264_camera, webrtc_process, stack_env, portal):
+    browser = portal()
+    page = browser.login("carol")  # the wall is the start page
+    tile = f"s.tiles['{h264_camera.pk}']"
+    wait_for_state(page, f"{tile} && {tile}.mode === 'webrtc' && {tile}.framesDrawn >= 5", 15_000)
+    assert page.locator(f'.tile[data-device-id="{h264_camera.pk}"]').get_attribute("data-mode") == "webrtc"
+    assert page.locator(f'.tile[data-device-id="{h264_camera.pk}"] video').is_visible()
+    assert webrtc_stats(stack_env, webrtc_process).get("encoder_frames", 0) == 0
+    assert browser.console_errors == []

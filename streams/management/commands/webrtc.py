@@ -39,9 +39,12 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         service = PeerService(get_channel_layer(), max_peers, ice_servers)
-        self.stdout.write(f"webrtc {service.identity} serving up to {max_peers} peers", ending="\n")
-        self.stdout.flush()
+
+        def ready():  # printed once the heartbeat is in Redis: offers from then on are answered
+            self.stdout.write(f"webrtc {service.identity} serving up to {max_peers} peers", ending="\n")
+            self.stdout.flush()
+
         try:
-            await service.run(stop)
+            await service.run(stop, ready)
         finally:
             await aclose_loop_resources()
