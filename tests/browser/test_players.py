@@ -93,6 +93,12 @@ def test_forced_webrtc_decodes_frames_fast_and_the_server_never_encodes(
     for _ in range(3):
         page.goto(f"/devices/{h264_camera.pk}/?player=webrtc")
         samples.append(wait_for_state(page, "s.mode === 'webrtc' && s.player.framesInMode >= 1 && s.firstFrameMs", 15_000))
+        steps = page.evaluate("""() => {
+            const t = window.sightline.timings, w = window.sightline.player.webrtcTimings || {};
+            return {welcome: t.welcome, offer_sent: w.offer, answer: w.answer, connected: w.connected,
+                    first_frame: window.sightline.firstFrameMs};
+        }""")
+        print("  breakdown (ms since navigation start): " + ", ".join(f"{k} {v:.0f}" for k, v in steps.items() if v))
     print(f"\nWEBRTC FIRST FRAME (navigation start -> first frame shown): "
           f"{', '.join(f'{s:.0f}' for s in samples)} ms (median {sorted(samples)[1]:.0f}; bar 500 ms)")
     first = page.evaluate("window.sightline.rtcFramesDecoded()")

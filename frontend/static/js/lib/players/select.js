@@ -110,6 +110,7 @@ export class PlayerSelector {
         send: this.send, iceServers: this.iceServers,
         onFail: (reason, code) => this.failed(player, reason, code),
       });
+      this.state.webrtcTimings = player.timings;
       player.start().catch((e) => this.failed(player, `offer: ${e}`));
       this.watchVideoFrames(player);
     } else if (mode === 'mse') {

@@ -18,6 +18,7 @@ export class WebrtcPlayer {
     this.framesDecoded = 0;
     this.failed = false;
     this.statsTimer = null;
+    this.timings = {};  // ms since navigation start: offer, answer, connected (what a first frame waits for)
   }
 
   async start() {
@@ -35,12 +36,14 @@ export class WebrtcPlayer {
       this.send({ type: 'webrtc_candidate', candidate: c && c.candidate ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } : null });
     };
     pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') this.timings.connected = performance.now();
       if (pc.connectionState === 'failed') this.fail('ICE/DTLS connection failed');
     };
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
     if (this.pc !== pc) return;  // stopped meanwhile
     this.send({ type: 'webrtc_offer', sdp: pc.localDescription.sdp });
+    this.timings.offer = performance.now();
     this.statsTimer = setInterval(() => this.readStats(), 500);
   }
 
@@ -51,6 +54,7 @@ export class WebrtcPlayer {
     switch (message.type) {
       case 'webrtc_answer':
         this.session = message.session;
+        this.timings.answer = performance.now();
         this.pc?.setRemoteDescription({ type: 'answer', sdp: message.sdp }).catch((e) => this.fail(`answer: ${e}`));
         break;
       case 'webrtc_candidate':
