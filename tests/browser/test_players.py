@@ -183,3 +183,22 @@ def test_the_wall_plays_an_h264_camera_over_webrtc(personas, h264_camera, webrtc
     assert page.locator(f'.tile[data-device-id="{h264_camera.pk}"] video').is_visible()
     assert webrtc_stats(stack_env, webrtc_process).get("encoder_frames", 0) == 0
     assert browser.console_errors == []
+
+
+def test_a_hung_webrtc_process_is_noticed_and_left_within_3_s(personas, h264_camera, webrtc_process, portal):
+    """No bye, no error, no more packets (as with ICE blocked mid-stream): the no-picture watchdog."""
+    browser = portal()
+    page = browser.login("carol")
+    page.goto(f"/devices/{h264_camera.pk}/")
+    wait_for_state(page, "s.mode === 'webrtc' && s.player.framesInMode >= 3", 15_000)
+    hung_at = page.evaluate("performance.now()")
+    webrtc_process.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for_state(page, "s.mode !== 'webrtc' && s.player.framesInMode >= 1", 8_000)
+        fallback = page.evaluate("window.sightline.player.fallbacks[0]")
+        print(f"\nFALLBACK from a hung WebRTC process: {fallback['from']} -> {fallback['to']} "
+              f"({fallback['reason']}) {fallback['atMs'] - hung_at:.0f} ms after SIGSTOP")
+        assert fallback["from"] == "webrtc" and "no picture" in fallback["reason"]
+        assert fallback["atMs"] - hung_at <= 3000
+    finally:
+        webrtc_process.proc.send_signal(signal.SIGCONT)

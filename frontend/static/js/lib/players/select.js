@@ -7,7 +7,7 @@ import { WebrtcPlayer } from './webrtc.js';
 
 export const MODES = ['webrtc', 'webcodecs', 'mse', 'jpeg'];
 export const MODE_LABELS = { webrtc: 'WebRTC', webcodecs: 'WebCodecs', mse: 'MSE', jpeg: 'JPEG/canvas' };
-const NO_PICTURE_MS = 2500;  // an online device that shows nothing this long in a mode: next mode
+const NO_PICTURE_MS = 2000;  // an online device that shows nothing this long in a mode: next mode (cameras send ≥ 1 fps)
 
 /** What this browser can play. */
 export function capabilities(g = globalThis) {
