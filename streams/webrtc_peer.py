@@ -246,8 +246,11 @@ class PeerService:
                 await self._reply(message["reply_to"], session, error.as_message())
         except Exception:
             log.exception("WebRTC process failed on a %s message", kind)
+            failed = SignallingError(signalling.FAILED, "the WebRTC process could not set up the peer").as_message()
             if session in self.peers:
-                await self.end(self.peers[session], SignallingError(signalling.FAILED, "the peer failed").as_message())
+                await self.end(self.peers[session], failed)
+            elif kind == "webrtc.offer" and message.get("reply_to"):
+                await self._reply(message["reply_to"], session, failed)  # at once, not the viewer's timeout
 
     async def _offer(self, message: dict) -> None:
         session, reply_to, device_id = message["session"], message["reply_to"], message["device_id"]

@@ -259,3 +259,20 @@ async def test_a_new_peer_and_a_browsers_pli_each_ask_the_device_for_a_keyframe(
             await service.end(peer, None)
         await client.close()
         await device.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_state")
+async def test_an_unexpected_failure_in_the_process_is_reported_as_failed_at_once(monkeypatch, acme_camera):
+    from streams import webrtc_peer
+    from streams.webrtc_peer import PeerService
+
+    async def broken(self, sdp):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(webrtc_peer.Peer, "answer", broken)
+    service = PeerService(get_channel_layer(), max_peers=2, ice_servers=[])
+    reply = await process_reply(service, acme_camera.pk)
+    assert reply["type"] == "webrtc_error" and reply["code"] == "failed"
+    assert service.peers == {}
