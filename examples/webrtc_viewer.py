@@ -75,7 +75,9 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float)
                         if result["first_frame_ms"] is None:
                             result["first_frame_ms"] = round((time.monotonic() - started) * 1000)
                 except MediaStreamError:
-                    pass
+                    # The server ended the peer; its webrtc_error/webrtc_bye saying why is on
+                    # the socket, possibly a moment behind: give it the time to arrive.
+                    await asyncio.sleep(1.0)
                 done.set()
             asyncio.ensure_future(consume())
 
