@@ -10,6 +10,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from project import namespace
+from streams.signalling import parse_ice_servers  # noqa: E402  (pure: no models)
 from project.env import (
     csp_sources,
     database_from_url,
@@ -346,6 +347,12 @@ SIGHTLINE = {
     "FREE_DISK_WATERMARK_BYTES": env_int("FREE_DISK_WATERMARK_BYTES", 2 * 1024**3, minimum=0),
     # Who may scrape GET /metrics besides staff users (streams/metrics.py).
     "METRICS_ALLOWED_ADDRESSES": env_list("METRICS_ALLOWED_ADDRESSES", ["127.0.0.1", "::1"]),
+    # WebRTC (manage.py webrtc, docs/deployment.md): STUN/TURN servers for both ends, as a JSON
+    # list of {"urls", "username", "credential"}; peers one process serves; how long a viewer
+    # waits for an answer before it is told "timeout" and falls back.
+    "WEBRTC_ICE_SERVERS": parse_ice_servers(env_str("WEBRTC_ICE_SERVERS", "[]")),
+    "WEBRTC_MAX_PEERS": env_int("WEBRTC_MAX_PEERS", 50, minimum=1),
+    "WEBRTC_ANSWER_TIMEOUT_SECONDS": env_int("WEBRTC_ANSWER_TIMEOUT_SECONDS", 3, minimum=1),
 }
 
 # Email: invitations to join an organisation (accounts/invites.py). The console

@@ -18,6 +18,10 @@ the decoder never gets a frame whose reference it lacks.
 
 JSON messages on the frames channel (first byte "{") carry presence and the
 ingesting process's stats; the hub relays presence to viewers verbatim.
+
+MSE viewers (subscribe mode "mse") get fragmented MP4 instead of kind 2: the feed
+muxes each access unit ONCE (streams/fmp4.py) while it has at least one MSE viewer,
+and offers the same fragment message (kind 5) to each of them.
 """
 from __future__ import annotations
 
@@ -34,8 +38,20 @@ from django.conf import settings
 from redis.exceptions import NoScriptError
 
 from recordings import handoff
-from streams import groups, metrics
-from streams.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG, dump
+from streams import fmp4, groups, metrics
+from streams.protocol import (
+    FLAG_CHUNK_END,
+    FLAG_CHUNK_START,
+    FLAG_KEYFRAME,
+    HEADER,
+    HEADER_SIZE,
+    KIND_FMP4,
+    KIND_H264,
+    KIND_JPEG,
+    MAGIC,
+    VERSION,
+    dump,
+)
 from streams.stats import StreamStats
 
 log = logging.getLogger(__name__)
@@ -213,7 +229,7 @@ class Outbox:
     AUX_MAX = 32
 
     __slots__ = ("_control", "_aux", "_video", "_need_key", "_event", "kinds", "drops", "sent",
-                 "reported_drops", "reported_sent", "closed")
+                 "reported_drops", "reported_sent", "closed", "_init")
 
     def __init__(self):
         self._control: deque[str] = deque()
@@ -227,11 +243,12 @@ class Outbox:
         self.reported_drops = 0
         self.reported_sent = 0
         self.closed = False
+        self._init: bytes | None = None  # MSE init segment: after control, before any fragment
 
     def offer_frame(self, kind: int, keyframe: bool, message: bytes) -> None:
         if self.kinds is not None and kind not in self.kinds:
             return
-        if kind == KIND_H264:
+        if kind == KIND_H264 or kind == KIND_FMP4:
             if self._need_key and not keyframe:
                 self.drops += 1
                 return
@@ -259,6 +276,16 @@ class Outbox:
     def require_keyframe(self) -> None:
         self._need_key = True
 
+    def put_init(self, text: str, message: bytes) -> None:
+        """A new MSE init segment: its description, then it, then fragments from the next keyframe."""
+        self.put_control(text)
+        self._init = message
+        if self._video is not None:
+            self._video = None
+            self.drops += 1
+        self._need_key = True
+        self._event.set()
+
     def put_control(self, text: str) -> None:
         if len(self._control) >= self.CONTROL_MAX:
             self._control.popleft()
@@ -268,6 +295,9 @@ class Outbox:
     def pop(self) -> str | bytes | None:
         if self._control:
             return self._control.popleft()
+        if self._init is not None:
+            init, self._init = self._init, None
+            return init
         if self._aux:
             return self._aux.popleft()
         video = self._video
@@ -304,7 +334,7 @@ class DeviceFeed:
     """One device's frames as seen by this process, and the local viewers to give them to."""
 
     __slots__ = ("device_id", "channel", "viewers", "stats", "latest_key", "latest_key_kind",
-                 "last_was_key", "ingest_stats", "online", "last_seen")
+                 "last_was_key", "ingest_stats", "online", "last_seen", "mse")
 
     def __init__(self, device_id: str):
         self.device_id = device_id
@@ -317,6 +347,7 @@ class DeviceFeed:
         self.ingest_stats: dict | None = None
         self.online: bool | None = None
         self.last_seen: float | None = None
+        self.mse: MseFeed | None = None  # only while this process has MSE viewers of the device
 
     def deliver(self, data: bytes, now: float) -> None:
         if data[:1] == b"{":
@@ -334,6 +365,21 @@ class DeviceFeed:
                 self.latest_key, self.latest_key_kind = data, kind
         for outbox in self.viewers:
             outbox.offer_frame(kind, keyframe, data)
+        if kind == KIND_H264 and self.mse is not None:
+            self.mse.deliver(data, keyframe, seq, ts)
+
+    def set_mse(self, outbox: Outbox, on: bool) -> None:
+        """Switch one viewer to MSE mode (fragmented MP4, kind 5) or back."""
+        if on:
+            if self.mse is None:
+                self.mse = MseFeed()
+                if self.latest_key is not None and self.latest_key_kind == KIND_H264:
+                    self.mse.start_from(self.latest_key)
+            self.mse.add(outbox)
+        elif self.mse is not None:
+            self.mse.viewers.discard(outbox)
+            if not self.mse.viewers:
+                self.mse = None
 
     def _event(self, data: bytes) -> None:
         try:
@@ -380,6 +426,57 @@ class DeviceFeed:
         })
 
 
+def _media_message(kind: int, keyframe: bool, seq: int, ts: int, payload: bytes) -> bytes:
+    flags = (FLAG_KEYFRAME if keyframe else 0) | FLAG_CHUNK_START | FLAG_CHUNK_END
+    return HEADER.pack(MAGIC, VERSION, kind, flags, seq, ts, 0, 1, len(payload)) + payload
+
+
+class MseFeed:
+    """A device's fragmented MP4 in this process: muxed once per access unit, for all its MSE viewers."""
+
+    __slots__ = ("muxer", "viewers", "init", "latest_key", "last_was_key")
+
+    def __init__(self):
+        self.muxer = fmp4.Fmp4Muxer()
+        self.viewers: set[Outbox] = set()
+        self.init: tuple[str, bytes] | None = None
+        self.latest_key: bytes | None = None
+        self.last_was_key = False
+
+    def start_from(self, message: bytes) -> None:
+        """Mux the cached keyframe, so a first MSE viewer has a picture at once."""
+        seq, ts = _SEQ_TS.unpack_from(message, 4)
+        self.deliver(message, True, seq, ts)
+
+    def deliver(self, data: bytes, keyframe: bool, seq: int, ts: int) -> None:
+        init, fragment = self.muxer.push(data[HEADER_SIZE:], keyframe, ts)
+        if init is not None:
+            width, height = self.muxer.size
+            text = dump({"type": "mse", "codec": self.muxer.codec, "width": width, "height": height})
+            self.init = (text, _media_message(KIND_FMP4, True, 0, ts, init))
+            for outbox in self.viewers:
+                outbox.put_init(*self.init)
+        if fragment is None:
+            return
+        message = _media_message(KIND_FMP4, keyframe, seq, ts, fragment)
+        self.last_was_key = keyframe
+        if keyframe:
+            self.latest_key = message
+        for outbox in self.viewers:
+            outbox.offer_frame(KIND_FMP4, keyframe, message)
+
+    def add(self, outbox: Outbox) -> None:
+        self.viewers.add(outbox)
+        if self.init is None:
+            outbox.require_keyframe()
+            return
+        outbox.put_init(*self.init)
+        if self.latest_key is not None:
+            outbox.offer_frame(KIND_FMP4, True, self.latest_key)
+            if not self.last_was_key:  # the deltas since were not kept: resume at the next keyframe
+                outbox.require_keyframe()
+
+
 class Hub:
     """The process-local fan-out: one Redis subscription per device that has local viewers."""
 
@@ -409,6 +506,11 @@ class Hub:
         metrics.VIEWERS.labels(device_id).set(len(feed.viewers))
         return feed
 
+    def set_mse(self, device_id, outbox: Outbox, on: bool) -> None:
+        feed = self.feeds.get(str(device_id))
+        if feed is not None and outbox in feed.viewers:
+            feed.set_mse(outbox, on)
+
     async def remove_viewer(self, device_id, outbox: Outbox) -> None:
         device_id = str(device_id)
         outbox.close()
@@ -417,6 +519,7 @@ class Hub:
             if feed is None or outbox not in feed.viewers:
                 return
             feed.viewers.discard(outbox)
+            feed.set_mse(outbox, False)
             self._report(feed, outbox)
             metrics.VIEWERS.labels(device_id).set(len(feed.viewers))
             if feed.viewers:

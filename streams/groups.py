@@ -48,3 +48,13 @@ def auth_failures_key(address: str) -> str:
 def talk_key(device_id) -> str:
     """Who is talking to a device now (talk-back): one holder, with an expiry (streams/talkback.py)."""
     return f"{prefix()}:talk:{device_id}"
+
+
+def webrtc_peers_key() -> str:
+    """Sorted set: WebRTC process identity → last heartbeat (unix time); streams/webrtc_peer.py."""
+    return f"{prefix()}:webrtc:peers"
+
+
+def webrtc_stats_key(identity: str) -> str:
+    """Hash of one WebRTC process's counters (peers, packets sent, encoder frames)."""
+    return f"{prefix()}:webrtc:stats:{identity}"

@@ -26,6 +26,9 @@ VIEWER_FRAMES_DROPPED = Counter(
 )
 CLOSES = Counter("sightline_socket_closes_total", "Sockets closed by the server, by code", ["endpoint", "code"])
 AUTH_FAILURES = Counter("sightline_auth_failures_total", "Refused socket authentications", ["endpoint", "reason"])
+KEYFRAME_REQUESTS = Counter(
+    "sightline_keyframe_requests_total", "Keyframe requests for devices: sent to the device, or limited", ["outcome"]
+)
 COMMANDS = Counter("sightline_commands_total", "Commands from operators, by outcome", ["outcome"])
 
 

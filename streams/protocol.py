@@ -34,6 +34,9 @@ KIND_H264 = 2
 KIND_AUDIO = 3
 KIND_METADATA = 4
 KIND_NAMES = {KIND_JPEG: "jpeg", KIND_H264: "h264", KIND_AUDIO: "audio", KIND_METADATA: "metadata"}
+# Server → viewer only (MSE mode, docs/protocol.md): fragmented MP4 made from kind 2. Not in
+# KIND_NAMES, so a device sending it is refused with 4005 like any unknown kind.
+KIND_FMP4 = 5
 
 FLAG_KEYFRAME = 0x01
 FLAG_CHUNK_START = 0x02

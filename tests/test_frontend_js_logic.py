@@ -106,3 +106,20 @@ def test_a_partial_export_is_never_announced_as_plainly_ready():
     assert "Missing " in partial and partial.endswith("(1 segment still being recorded or processed).")
     assert whole == "Export ready: 2.0 KB, the whole range asked."
     assert waiting == "Waiting for 1 of 3 segments of this range, still being recorded or processed (4 of at most 120 s)…"
+
+
+def test_player_modes_go_webrtc_webcodecs_mse_jpeg_by_capability_and_a_forced_one_goes_first():
+    out = run_js("players/select.js", """
+        const all = {webrtc: true, webcodecs: true, mse: true, jpeg: true};
+        return [
+          m.chooseModes(all, 'h264'),
+          m.chooseModes({...all, webrtc: false, webcodecs: false}, 'h264'),
+          m.chooseModes(all, 'h264', 'mse'),
+          m.chooseModes(all, 'jpeg'),
+          m.chooseModes(all, 'h264', 'nonsense'),
+          m.forcedMode('?player=webrtc', null),
+          m.forcedMode('?player=evil', {getItem: () => 'mse'}),
+          m.forcedMode('', {getItem: () => null}),
+        ];""")
+    assert out == [["webrtc", "webcodecs", "mse", "jpeg"], ["mse", "jpeg"], ["mse", "webrtc", "webcodecs", "jpeg"],
+                   ["jpeg"], ["webrtc", "webcodecs", "mse", "jpeg"], "webrtc", "mse", None]

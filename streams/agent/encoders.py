@@ -40,7 +40,7 @@ class JpegEncoder:
             raise ValueError("JPEG quality must be 1..95")
         self.quality = quality
 
-    def encode(self, image: Image.Image, fps: int) -> list[EncodedFrame]:
+    def encode(self, image: Image.Image, fps: int, force_keyframe: bool = False) -> list[EncodedFrame]:
         buffer = io.BytesIO()
         image.convert("RGB").save(buffer, "JPEG", quality=self.quality)
         # Every JPEG decodes on its own, so every one is a keyframe (protocol section 3).
@@ -61,7 +61,9 @@ class H264Encoder:
     Output is Annex B (start codes), which is libx264's default without a
     global-header container. A change of size or fps, or restart() (a new
     connection: viewers need a keyframe first), opens a fresh encoder whose
-    first output is an IDR.
+    first output is an IDR. ``force_keyframe`` (the server's ``keyframe``
+    request) marks the picture as an I picture; with forced-idr libx264 then
+    emits an IDR with SPS/PPS, and the fixed GOP restarts from it.
     """
 
     codec = "h264"
@@ -85,13 +87,14 @@ class H264Encoder:
         context.options = {
             "preset": "ultrafast",
             "tune": "zerolatency",
+            "forced-idr": "1",  # a picture marked I becomes an IDR, where any viewer can start
             # Fixed GOP (no scene-cut keyframes) so viewers can rely on one keyframe a second.
             "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0:bframes=0:repeat-headers=1:annexb=1",
         }
         context.open()
         self._context, self._shape, self._pts = context, (width, height, fps), 0
 
-    def encode(self, image: Image.Image, fps: int) -> list[EncodedFrame]:
+    def encode(self, image: Image.Image, fps: int, force_keyframe: bool = False) -> list[EncodedFrame]:
         import av
 
         width, height = image.size
@@ -101,6 +104,8 @@ class H264Encoder:
         frame = av.VideoFrame.from_image(image.convert("RGB")).reformat(format="yuv420p")
         frame.pts = self._pts
         self._pts += 1
+        if force_keyframe:
+            frame.pict_type = av.video.frame.PictureType.I
         return [EncodedFrame(KIND_H264, bytes(packet), bool(packet.is_keyframe))
                 for packet in self._context.encode(frame)]
 

@@ -120,6 +120,7 @@ class Agent:
         self._ping_id = 0
         self._oversized_warned = False
         self.ssl_context = client_context(config.url, config.ca_file, config.insecure)
+        self.keyframe_requested = False  # set by the server's "keyframe" request, read by _video
 
     # -- the whole run -------------------------------------------------------------
 
@@ -337,14 +338,14 @@ class Agent:
         return True
 
     def _produce(self, captured_at: float, width: int, height: int, fps: int,
-                 brightness: int, contrast: int) -> list[EncodedFrame]:
+                 brightness: int, contrast: int, force_keyframe: bool = False) -> list[EncodedFrame]:
         """Capture, adjust and encode one image (runs in the worker thread)."""
         try:
             image = self.source.capture(width, height, captured_at)
         except SourceUnavailable as error:
             # Reconnecting would not bring a webcam back; exit so a supervisor can restart us.
             raise AgentExit(EXIT_ERROR, str(error)) from None
-        return self.encoder.encode(adjust(image, brightness, contrast), fps)
+        return self.encoder.encode(adjust(image, brightness, contrast), fps, force_keyframe)
 
     async def _video(self, ws) -> None:
         loop = asyncio.get_running_loop()
@@ -355,8 +356,9 @@ class Agent:
                 await asyncio.sleep(delay)
             s = self.settings
             captured_at = time.time()
+            force_keyframe, self.keyframe_requested = self.keyframe_requested, False
             frames = await loop.run_in_executor(self.executor, self._produce, captured_at, s.width, s.height,
-                                                s.fps, s.brightness, s.contrast)
+                                                s.fps, s.brightness, s.contrast, force_keyframe)
             timestamp_us = int(captured_at * 1_000_000)
             for frame in frames:
                 await self._send_frame(ws, frame, timestamp_us)
@@ -419,6 +421,11 @@ class Agent:
                 if inspect.isawaitable(ack):  # a relayed camera may ask the camera itself (ONVIF)
                     ack = await ack
                 await self._send_text(ws, ack)
+            elif kind == "keyframe":
+                # A viewer path needs a picture to start from (protocol "keyframe"): the next
+                # captured frame is encoded as one. The server already rate-limits these.
+                self.keyframe_requested = True
+                self.counters.keyframe_requests += 1
             elif kind == "persisted":
                 self.counters.persisted += 1
             elif kind == "recording" and data.get("state") == "degraded":

@@ -27,6 +27,7 @@ class Counters:
     reconnects: int = 0
     persisted: int = 0
     commands: int = 0
+    keyframe_requests: int = 0  # the server's {"type": "keyframe"} requests honoured
     resolution: str = ""
     codec: str = ""
     talk: str = ""  # who is talking back and the level (agent/talkback.py), "" when nobody

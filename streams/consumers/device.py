@@ -11,7 +11,7 @@ from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
 from project.logging import printable
 from recordings import alerts, lifecycle, sessions
-from streams import auth, control, devicemedia, metrics, presence, tokens
+from streams import auth, control, devicemedia, keyframes, metrics, presence, tokens
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
@@ -112,6 +112,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
         self.device_stats: dict = {}
         self.pending_commands: dict[str, tuple[str, float, dict]] = {}  # id -> (reply_to, ack deadline, settings)
         self._counted = False
+        self.keyframe_limiter = keyframes.KeyframeLimiter()
 
         address = auth.client_address(self.scope)
         # Nothing shared (Redis, the database thread) is used before the gate admits
@@ -394,6 +395,16 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
                                      "rate": event.get("rate"), "channels": 1, "user": event.get("user")})
         elif state == "stop":
             await self.send_message({"type": "talk", "state": "stop"})
+
+    async def device_keyframe(self, event):
+        """A viewer path needs a keyframe (streams/keyframes.py): ask the device, rate-limited per device."""
+        if self.hello is None or self.closing or not keyframes.wants_keyframe_requests(self.hello.get("codecs")):
+            return
+        if self.keyframe_limiter.allow(time.monotonic()):
+            metrics.KEYFRAME_REQUESTS.labels("sent").inc()
+            await self.send_message({"type": "keyframe"})
+        else:
+            metrics.KEYFRAME_REQUESTS.labels("limited").inc()
 
     async def device_replaced(self, event):
         if self.presence is not None and event["generation"] > (self.presence.generation or 0):

@@ -12,16 +12,22 @@ import logging
 import uuid
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 
 from accounts.permissions import CONTROL, VIEW, role_allows
 from accounts.tenancy import NotFound, devices_for, get_device_for, role_in
-from streams import auth, control, devicemedia, groups, metrics, presence, talkback
+from streams import auth, control, devicemedia, groups, keyframes, metrics, presence, signalling, talkback
 from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.limits import BURST_SECONDS, MAX_PENDING_COMMANDS, MAX_VIEWER_TEXT_PER_SECOND, Limits
+from streams.webrtc_relay import WebrtcRelay
 from streams.protocol import (
     HEADER_SIZE,
+    KIND_AUDIO,
+    KIND_FMP4,
+    KIND_JPEG,
+    KIND_METADATA,
     KIND_NAMES,
     MAX_TEXT_BYTES,
     VIEWER_MESSAGE_TYPES,
@@ -32,6 +38,7 @@ from streams.protocol import (
 
 log = logging.getLogger("streams.consumers.viewer")
 _KIND_BY_NAME = {name: kind for kind, name in KIND_NAMES.items()}
+_MESSAGE_TYPES = VIEWER_MESSAGE_TYPES | signalling.MESSAGE_TYPES
 
 
 def _viewer_context(user, device_id):
@@ -107,6 +114,7 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         self.device = None
         self.pending: dict[str, tuple[object, asyncio.TimerHandle]] = {}
         self.talk: talkback.TalkFloor | None = None
+        self.webrtc: WebrtcRelay | None = None
         checked = await browser_user_or_refusal(self)
         if checked is None:
             return
@@ -145,7 +153,10 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
             "limits": viewer_limits(limits),
             "media": media,
             "talking": talking,
+            "webrtc": {"ice_servers": settings.SIGHTLINE.get("WEBRTC_ICE_SERVERS", [])},
         }))
+        self.webrtc = WebrtcRelay(device.pk, self.channel_name, self.channel_layer, redis_client(), self.send_message,
+                                  settings.SIGHTLINE.get("WEBRTC_ANSWER_TIMEOUT_SECONDS", 3))
         # Subscribe before the sender starts: the welcome (control goes first)
         # then means "every frame from now on reaches you".
         await get_hub().add_viewer(device.pk, self.outbox)
@@ -176,28 +187,40 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         try:
             if bytes_data is not None and self.talk is not None and self.talk.holding:
                 return await self.talk.audio(bytes_data)  # the talker's microphone
-            message = self.parse_browser_text(text_data, VIEWER_MESSAGE_TYPES)
+            message = self.parse_browser_text(text_data, _MESSAGE_TYPES)
             kind = message["type"]
             if kind == "ping":
                 await self.send_message(self.pong_for(message))
             elif kind == "subscribe":
                 self._subscribe(message)
+                if message.get("mode") == "mse":  # start the fragments at a fresh keyframe
+                    await keyframes.request_keyframe(self.channel_layer, self.device.pk, "mse")
             elif kind == "command":
                 await self._command(message)
             elif kind == "talk":
                 await self._talk(message)
+            elif kind in signalling.MESSAGE_TYPES:
+                await self.webrtc.handle(message)
         except ProtocolError as error:
             await self.refuse(error.code, error.message)
 
     def _subscribe(self, message: dict) -> None:
         names = message.get("kinds")
+        mode = message.get("mode", "frames")
+        if mode not in ("frames", "mse"):
+            raise ProtocolError(Close.UNEXPECTED_TEXT, 'subscribe.mode must be "frames" or "mse"')
         if names is None:
-            self.outbox.kinds = None
-            return
+            kinds = None
         # isinstance first: a dict or list item is unhashable and would raise in the lookup.
-        if not isinstance(names, list) or not all(isinstance(name, str) and name in _KIND_BY_NAME for name in names):
+        elif not isinstance(names, list) or not all(isinstance(name, str) and name in _KIND_BY_NAME for name in names):
             raise ProtocolError(Close.UNEXPECTED_TEXT, f"subscribe.kinds must be a list of {sorted(_KIND_BY_NAME)}")
-        self.outbox.kinds = frozenset(_KIND_BY_NAME[name] for name in names)
+        else:
+            kinds = frozenset(_KIND_BY_NAME[name] for name in names)
+        if mode == "mse":
+            # Fragmented MP4 (kind 5) in place of H.264; JPEG, audio, metadata only if asked for.
+            kinds = frozenset({KIND_FMP4}) | ((kinds or frozenset()) & {KIND_JPEG, KIND_AUDIO, KIND_METADATA})
+        self.outbox.kinds = kinds
+        get_hub().set_mse(self.device.pk, self.outbox, mode == "mse")
 
     async def _command(self, message: dict) -> None:
         client_id = message.get("id")
@@ -271,6 +294,11 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
         timer.cancel()
         self._result(client_id, ok=bool(event.get("ok")), applied=event.get("applied"), error=event.get("error"))
 
+    async def webrtc_signal(self, event):
+        """An answer, candidate, error or bye from the WebRTC process (streams/webrtc_relay.py)."""
+        if self.webrtc is not None and not self.closing:
+            await self.webrtc.on_signal(event)
+
     async def disconnect(self, code):
         # Runs once (SightlineSocket.clean_up), also after connect() failed half-way.
         self.closing = True
@@ -280,6 +308,12 @@ class ViewerConsumer(AccessWatcher, SightlineSocket):
                 await talk.stop("viewer disconnected")
             except Exception:  # Redis or the database away: the lock expires by itself
                 log.warning("could not end the talk-back of a closing viewer", exc_info=True)
+        webrtc = getattr(self, "webrtc", None)
+        if webrtc is not None:  # whatever closed the socket (revocation too) ends its peer
+            try:
+                await webrtc.close("viewer socket closed")
+            except Exception:
+                log.warning("could not end the WebRTC peer of a closing viewer", exc_info=True)
         pending = getattr(self, "pending", {})
         for _client_id, timer in pending.values():
             timer.cancel()

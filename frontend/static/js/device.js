@@ -1,7 +1,7 @@
 // Device page: live player with overlay stats, chart, snapshot, reconnect, and (operators) controls.
 import { LiveChart } from './lib/chart.js';
 import { formatAgo, formatBitrate, readConfig, sourceLabel } from './lib/format.js';
-import { LivePlayer } from './lib/player.js';
+import { MODE_LABELS, MODES, PlayerSelector, forcedMode, rememberForcedMode } from './lib/players/select.js';
 import { KIND_AUDIO, parseFrame } from './lib/protocol.js';
 import { setupAudioPanel } from './lib/audio/panel.js';
 import { setupTalk } from './lib/audio/talk.js';
@@ -37,10 +37,21 @@ const state = window.sightline = {
   reconnects: 0,
   errors: [],
   meanBrightness: () => player.meanBrightness(),
+  pixelSignature: () => player.pixelSignature(),
+  rtcFramesDecoded: () => player.rtcFramesDecoded(),
+  mode: null,               // the player mode in use: webrtc, webcodecs, mse or jpeg
 };
 
 const canvas = $('live');
-const player = new LivePlayer(canvas, {
+// WebRTC → WebCodecs → MSE → JPEG/canvas by capability, with fallback (js/lib/players/select.js).
+const player = new PlayerSelector(canvas, {
+  send: (message) => socket.sendJson(message),
+  // Audio frames come over the socket in every mode, only while the page is unmuted.
+  extraKinds: () => (audioPanel ? audioPanel.kinds().filter((kind) => kind === 'audio') : []),
+  codec: device.expected_media,
+  forced: forcedMode(),
+  online: () => state.online,
+  onMode: (playerState) => showMode(playerState),
   onDraw({ framesDrawn, latencyMs }) {
     state.framesDrawn = framesDrawn;
     state.latencyMs = latencyMs;
@@ -53,10 +64,13 @@ const player = new LivePlayer(canvas, {
   },
   onUnsupported(message) { showConnection('unsupported', message); },
 });
+state.player = player.state;  // mode, order, fallbacks, framesInMode: for people debugging and the tests
+const modeEl = addModeControls();
 
 // Live audio (muted until the person unmutes) and, for operators, talk-back.
-const audioPanel = setupAudioPanel({
-  state, player, resubscribe: () => socket.sendJson({ type: 'subscribe', kinds: audioPanel.kinds() }),
+let audioPanel = null;
+audioPanel = setupAudioPanel({
+  state, player, resubscribe: () => player.resubscribe(),
 });
 
 const talk = setupTalk({ state, send: (message) => socket.send(message), sendJson: (message) => socket.sendJson(message) });
@@ -106,10 +120,9 @@ const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
     state.reconnects = socket ? socket.reconnects : 0;
     showConnection(name, detail);
   },
-  // Audio is sent only while this page is unmuted (lib/audio/panel.js).
+  // The player selector subscribes per mode at the welcome, adding audio while unmuted.
   onOpen() {
     state.timings.socketOpen ??= performance.now();
-    socket.sendJson({ type: 'subscribe', kinds: audioPanel.kinds() });
   },
   onBinary(buffer) {
     state.timings.firstBinary ??= performance.now();
@@ -123,9 +136,11 @@ const socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
 }, { early: window.sightlineEarlySocket });
 
 function handleMessage(message) {
+  if (player.handleText(message)) return;  // signalling and MSE descriptions
   switch (message.type) {
     case 'welcome':
       state.timings.welcome ??= performance.now();
+      player.onWelcome(message);
       state.canControl = Boolean(message.can_control);
       state.role = message.role;
       if (message.device) setPresence(message.device.online, message.device.last_seen, message.device.source);
@@ -184,6 +199,7 @@ setInterval(() => {
   $('stat-fps').textContent = state.fps.toFixed(1);
   $('stat-bitrate').textContent = formatBitrate(state.bitrateBps);
   $('stat-latency').textContent = state.latencyMs === null ? '–' : `${Math.round(state.latencyMs)} ms`;
+  showMode(player.state);
   $('stat-drops').textContent = String(state.drops);
   chart.push({ latency: state.latencyMs, fps: state.fps });
   render();  // "last seen … ago" moves on, the snapshot button follows the first frame
@@ -191,7 +207,14 @@ setInterval(() => {
 
 $('snapshot').addEventListener('click', () => {
   if (!player.framesDrawn) return;
-  canvas.toBlob((blob) => {
+  let picture = canvas;
+  if (player.source !== canvas) {  // WebRTC and MSE play in a <video>: copy its picture
+    picture = document.createElement('canvas');
+    picture.width = player.source.videoWidth;
+    picture.height = player.source.videoHeight;
+    picture.getContext('2d').drawImage(player.source, 0, 0);
+  }
+  picture.toBlob((blob) => {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(blob);
     a.download = `${device.name.replace(/[^\w-]+/g, '_')}-${new Date().toISOString().replace(/[:.]/g, '-')}.jpg`;
@@ -258,6 +281,37 @@ function explain(error) {
   };
   if (typeof error === 'string' && error.startsWith('device: ')) return `the device refused: ${error.slice(8)}`;
   return known[error] || error || 'unknown error';
+}
+
+/** The player mode in the overlay (with its latency) and a select to force one (kept in the URL
+ * and localStorage). Built here so the template stays as it is. */
+function addModeControls() {
+  const row = document.createElement('div');
+  row.innerHTML = '<dt>mode</dt><dd id="stat-mode">–</dd>';
+  document.querySelector('#overlay .stats').prepend(row);
+  const label = document.createElement('label');
+  label.className = 'player-mode';
+  label.innerHTML = 'Player <select id="player-mode"><option value="">automatic</option></select>';
+  const select = label.querySelector('select');
+  for (const mode of MODES) select.add(new Option(MODE_LABELS[mode], mode));
+  select.value = player.state.forced || '';
+  select.addEventListener('change', () => {
+    rememberForcedMode(select.value || null);
+    player.force(select.value || null);
+  });
+  $('snapshot').before(label);
+  return $('stat-mode');
+}
+
+function showMode(playerState) {
+  if (!modeEl) return;
+  const label = MODE_LABELS[playerState.mode] || '–';
+  const latency = state.latencyMs === null ? '' : ` · ${Math.round(state.latencyMs)} ms`;
+  modeEl.textContent = `${label}${latency}`;
+  modeEl.title = playerState.reason ? `fell back: ${playerState.reason}` : '';
+  $('player').dataset.mode = playerState.mode || '';
+  $('player').dataset.fallbacks = String(playerState.fallbacks.length);
+  state.mode = playerState.mode;
 }
 
 // For the tests: drop the connection as a network failure would, to exercise reconnecting.

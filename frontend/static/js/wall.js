@@ -2,7 +2,7 @@
 // come from /ws/wall/<organisation>/; each tile draws frames from its own /ws/view/ socket.
 import { getJson } from './lib/api.js';
 import { formatAgo, readConfig, sourceLabel } from './lib/format.js';
-import { LivePlayer } from './lib/player.js';
+import { PlayerSelector, forcedMode } from './lib/players/select.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
 const config = readConfig();
@@ -24,7 +24,13 @@ class Tile {
     this.el = element || Tile.render(device);
     this.canvas = this.el.querySelector('canvas');
     this.state = state.tiles[device.id] = { connected: false, framesDrawn: 0, online: device.online, fps: null };
-    this.player = new LivePlayer(this.canvas, {
+    // Same choice as the device page (js/lib/players/select.js), per tile.
+    this.player = new PlayerSelector(this.canvas, {
+      send: (message) => this.socket.sendJson(message),
+      codec: device.expected_media,
+      forced: forcedMode(),
+      online: () => this.state.online,
+      onMode: ({ mode }) => { this.state.mode = mode; this.el.dataset.mode = mode; },
       onDraw: ({ framesDrawn }) => {
         this.state.framesDrawn = framesDrawn;
         state.framesDrawn++;
@@ -34,7 +40,7 @@ class Tile {
     });
     this.socket = new ReconnectingSocket(`/ws/view/${device.id}/`, {
       onState: (name) => { this.state.connected = name === 'open'; this.el.dataset.connection = name; },
-      onOpen: () => this.socket.sendJson({ type: 'subscribe', kinds: ['jpeg', 'h264'] }),  // no live audio on the wall
+      // The player subscribes at the welcome, by mode (never live audio on the wall).
       onBinary: (buffer) => this.player.handleBinary(buffer),
       onText: (message) => this.handle(message),
     }).start();
@@ -57,6 +63,8 @@ class Tile {
   }
 
   handle(message) {
+    if (this.player.handleText(message)) return;
+    if (message.type === 'welcome') this.player.onWelcome(message);
     if (message.type === 'presence') this.update({ online: message.online, last_seen: message.last_seen, source: message.source });
     else if (message.type === 'welcome' && message.device) this.update(message.device);
     else if (message.type === 'stats') this.update({ fps: message.fps });

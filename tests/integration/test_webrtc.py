@@ -1,0 +1,132 @@
+"""WebRTC end to end: a real uvicorn server, Redis, the WebRTC process (manage.py webrtc) and the
+reference agent streaming H.264; the aiortc example (examples/webrtc_viewer.py) logs in, negotiates
+over the viewer socket and decodes frames. The server's encoder counter stays 0 (no re-encode)."""
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.browser.conftest import use_server_password_hasher
+from tests.support import child_redis_names, free_port, subprocess_database_url, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+
+def start(args, env, log_path):
+    log = open(log_path, "ab")
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    return process
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+def webrtc_stats(env) -> dict:
+    """Counters of every WebRTC process of this run, summed (from their Redis heartbeats)."""
+    prefix = child_redis_names(env).channel_prefix
+    client = redis.Redis.from_url(env["REDIS_URL"], decode_responses=True)
+    try:
+        totals = {}
+        for key in client.scan_iter(f"{prefix}:webrtc:stats:*"):
+            for name, value in client.hgetall(key).items():
+                totals[name] = totals.get(name, 0) + float(value)
+        return totals
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def stack(django_db_setup, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    run = uuid.uuid4().hex[:10]
+    env.update({
+        "REDIS_URL": settings.REDIS_URL, "DJANGO_SETTINGS_MODULE": "project.settings",
+        "SECRET_KEY": settings.SECRET_KEY, "SIGHTLINE_VAR_DIR": str(settings.VAR_DIR),
+        "CHANNEL_PREFIX": f"it-{run}", "CACHE_PREFIX": f"it-{run}", "CELERY_QUEUE": f"it-{run}",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1", "LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": subprocess_database_url(), "WEBRTC_MAX_PEERS": "4",
+    })
+    port = free_port()
+    processes = {"web": start([str(Path(PY).parent / "uvicorn"), "project.asgi:application", "--host", "127.0.0.1",
+                               "--port", str(port), "--lifespan", "off", "--no-access-log"], env,
+                              tmp_path / "web.log"),
+                 "webrtc": start([PY, "manage.py", "webrtc"], env, tmp_path / "webrtc.log")}
+    try:
+        wait_until(lambda: "serving up to" in (tmp_path / "webrtc.log").read_text(), 60, "the WebRTC process")
+        yield {"env": env, "url": f"http://127.0.0.1:{port}", "port": port, "processes": processes,
+               "tmp": tmp_path}
+    finally:
+        for process in processes.values():
+            stop(process)
+        for log in sorted(tmp_path.glob("*.log")):
+            sys.stderr.write(f"--- {log.name} ---\n{log.read_text(errors='replace')[-2500:]}\n")
+
+
+def start_agent(stack, device, codec="h264"):
+    clear, _ = device.issue_token(label="webrtc test")
+    token_file = stack["tmp"] / f"token-{device.pk}"
+    token_file.write_text(clear)
+    token_file.chmod(0o600)
+    process = start([PY, "-m", "streams.agent", "--url", f"ws://127.0.0.1:{stack['port']}/ws/device/",
+                     "--token-file", str(token_file), "--codec", codec, "--fps", "15", "--resolution", "320x180", "--local-settings"],
+                    stack["env"], stack["tmp"] / f"agent-{device.pk}.log")
+    stack["processes"][f"agent-{device.pk}"] = process
+    return process
+
+
+def run_example(stack, username, device, frames=100, timeout=40):
+    use_server_password_hasher(username, "password")
+    password_file = stack["tmp"] / "password"
+    password_file.write_text("password")
+    return subprocess.run([PY, "examples/webrtc_viewer.py", "--url", stack["url"], "--user", username,
+                           "--password-file", str(password_file), "--device", str(device.pk),
+                           "--frames", str(frames), "--timeout", str(timeout)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30)
+
+
+def test_the_aiortc_example_decodes_a_hundred_frames_and_the_server_never_encodes(stack, personas, acme_camera):
+    import json
+
+    start_agent(stack, acme_camera)
+    wait_until(lambda: "connected: device" in (stack["tmp"] / f"agent-{acme_camera.pk}.log").read_text(), 30,
+               "the agent to connect")
+    began = time.monotonic()
+    result = run_example(stack, personas["viewer"].username, acme_camera)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"\naiortc example: {summary['frames']} frames decoded, first after {summary['first_frame_ms']} ms, "
+          f"{time.monotonic() - began:.1f} s in all")
+    assert summary["frames"] >= 100 and (summary["width"], summary["height"]) == (320, 180)
+    # Heartbeats carry the counters every 2 s.
+    stats = wait_until(lambda: (s := webrtc_stats(stack["env"])).get("packets_sent", 0) >= 100 and s, 10, "WebRTC stats")
+    assert stats["encoder_frames"] == 0 and stats["answers"] == 1
+    # The example said bye and closed its socket: the process closed the peer.
+    wait_until(lambda: webrtc_stats(stack["env"]).get("peers", 1) == 0, 10, "the peer to be closed")
+
+
+def test_a_jpeg_device_is_refused_with_not_h264_and_the_process_keeps_serving(stack, personas, acme_camera):
+    start_agent(stack, acme_camera, codec="jpeg")
+    wait_until(lambda: "connected: device" in (stack["tmp"] / f"agent-{acme_camera.pk}.log").read_text(), 30,
+               "the agent to connect")
+    result = run_example(stack, personas["viewer"].username, acme_camera, frames=5, timeout=20)
+    assert result.returncode == 1
+    assert '"not_h264"' in result.stdout
+    assert stack["processes"]["webrtc"].poll() is None
