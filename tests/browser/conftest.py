@@ -209,7 +209,13 @@ def start_agent(server, stack_env, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def playwright_browser(server, request):
+def chromium_extra_args():
+    """Extra Chromium flags for one test module (e.g. a fake microphone's WAV); override per module."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def playwright_browser(server, request, chromium_extra_args):
     """One Chromium per test module (and scheme): closed (and Playwright's loop stopped) before
     the next module, so tests outside tests/browser never run beside it. Over HTTPS it trusts
     the test CA the way a person would: in its NSS database, no --ignore-certificate-errors."""
@@ -226,7 +232,8 @@ def playwright_browser(server, request):
         os.environ["NODE_EXTRA_CA_CERTS"] = str(server["ca"])
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=launch_env)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *chromium_extra_args],
+                                         env=launch_env)
             try:
                 yield browser
             finally:

@@ -1,7 +1,6 @@
 """Player modes in Chromium against a real server, Redis, the WebRTC process and the agent (issue 11):
 forced WebRTC (getStats framesDecoded rising, no encoding on the server, first frame time), forced
 MSE and WebCodecs (the picture moves), fallback when the WebRTC process stops, and outsiders."""
-import os
 import signal
 import subprocess
 import sys
@@ -11,31 +10,20 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Process, wait_for_state
+from tests.browser.conftest import Process, wait_for_state
 from tests.support import child_redis_names, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 VENV_BIN = Path(sys.executable).parent
 # Chromium hides host addresses behind mDNS names by default; on a test machine show them.
-WEBRTC_ARGS = [*CHROMIUM_ARGS, "--disable-features=WebRtcHideLocalIpsWithMdns",
-               "--autoplay-policy=no-user-gesture-required"]
+WEBRTC_EXTRA_ARGS = ["--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"]
 
 
 @pytest.fixture(scope="module")
-def playwright_browser():
-    from playwright.sync_api import sync_playwright
-
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBRTC_ARGS)
-            try:
-                yield browser
-            finally:
-                browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+def chromium_extra_args():
+    """The shared playwright_browser (HTTP and HTTPS halves) with WebRTC-friendly flags."""
+    return WEBRTC_EXTRA_ARGS
 
 
 def webrtc_stats(env, process=None) -> dict:
@@ -163,7 +151,7 @@ def test_an_outsider_gets_no_answer_for_another_organisations_device(
     page = browser.login("mallory")
     page.goto(f"/devices/{h264_camera.pk}/")  # the page itself is a 404
     result = page.evaluate("""(id) => new Promise((resolve) => {
-        const ws = new WebSocket(`ws://${location.host}/ws/view/${id}/`);
+        const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/view/${id}/`);
         const seen = [];
         ws.onopen = () => ws.send(JSON.stringify({type: 'webrtc_offer', sdp: 'v=0\\r\\nm=video 9 UDP/TLS/RTP/SAVPF 102\\r\\n'}));
         ws.onmessage = (e) => seen.push(JSON.parse(e.data));

@@ -9,7 +9,7 @@ import wave
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, wait_for_state
+from tests.browser.conftest import wait_for_state
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -27,25 +27,12 @@ def write_tone_wav(path, seconds=4, rate=48000, hz=TONE_HZ):
 
 
 @pytest.fixture(scope="module")
-def playwright_browser(tmp_path_factory):
-    """This module's Chromium: its fake microphone plays a known tone."""
-    import os
-
-    from playwright.sync_api import sync_playwright
-
+def chromium_extra_args(tmp_path_factory):
+    """This module's Chromium (the shared playwright_browser, over HTTP and HTTPS): its fake
+    microphone plays a known tone."""
     wav = tmp_path_factory.mktemp("mic") / "tone.wav"
     write_tone_wav(wav)
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-                *CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={wav}"])
-            try:
-                yield browser
-            finally:
-                browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    return [f"--use-file-for-fake-audio-capture={wav}"]
 
 
 def hold(page, selector):
@@ -73,7 +60,7 @@ def test_an_operator_talks_and_the_agent_hears_the_tone_while_a_second_operator_
     # Even forcing a start past the disabled button, the server keeps the floor for bob.
     alice.evaluate("window.sightline.talk.talking = null")
     result = alice.evaluate("""() => new Promise((resolve) => {
-        const ws = new WebSocket(`ws://${location.host}/ws/view/${window.sightline.deviceId}/`);
+        const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/view/${window.sightline.deviceId}/`);
         ws.onmessage = (e) => { if (typeof e.data !== 'string') return; const m = JSON.parse(e.data);
             if (m.type === 'welcome') ws.send(JSON.stringify({type: 'talk', action: 'start', codec: 'opus', rate: 48000}));
             if (m.type === 'talk_result') { ws.close(); resolve(m); } };
@@ -98,7 +85,7 @@ def test_a_viewer_has_no_talk_control_and_a_forged_talk_is_refused(personas, acm
     wait_for_state(page, "s.connected && s.online")
     assert page.locator("#talk").count() == 0
     result = page.evaluate("""() => new Promise((resolve) => {
-        const ws = new WebSocket(`ws://${location.host}/ws/view/${window.sightline.deviceId}/`);
+        const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/view/${window.sightline.deviceId}/`);
         ws.binaryType = 'arraybuffer';
         const seen = [];
         ws.onmessage = (e) => { if (typeof e.data !== 'string') return; const m = JSON.parse(e.data); seen.push(m.type);
