@@ -147,6 +147,7 @@ class PublishTimer:
         self.pubsub.subscribe(*channels)
         self.measuring = False
         self.latencies_ms: list[float] = []
+        self.worst_by_second: dict[int, float] = {}  # --json: when the slow frames happened
         self.frames = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -163,7 +164,10 @@ class PublishTimer:
             received_us = time.time() * 1e6
             self.frames += 1
             if self.measuring:
-                self.latencies_ms.append((received_us - int.from_bytes(data[8:16], "big")) / 1000)
+                latency = (received_us - int.from_bytes(data[8:16], "big")) / 1000
+                self.latencies_ms.append(latency)
+                second = int(received_us // 1e6)
+                self.worst_by_second[second] = max(self.worst_by_second.get(second, 0.0), latency)
 
     def close(self) -> None:
         self._stop.set()
@@ -258,6 +262,7 @@ def run_ingest(install, payload: Path, timing: dict, log_dir: Path, subscribe: i
         "hist_p99_le_s": histogram_quantile(before, after, 0.99),
         "hist_within_50ms": fraction_within(before, after, 0.05),
         "handoff": memory,
+        "worst_ms_by_second": [round(v, 1) for _, v in sorted(timer.worst_by_second.items())],
     }
     for name in ("server", "recorder", "redis", "loadgen", "bench"):
         if name in u:
