@@ -1,6 +1,6 @@
 """Capacity per process (issue 12): what one web process, one recorder and one worker core carry.
 
-    .venv/bin/python -m bench.capacity            # about 4 minutes
+    .venv/bin/python -m bench.capacity            # about 4-5 minutes
     .venv/bin/python -m bench.capacity --quick    # smoke run: short windows, 200 viewers, 60 frames
 
 1. Ingest: 50 cameras x 15 fps x 60 KB JPEG into ONE web process (`python -m project.serve`)
