@@ -112,7 +112,10 @@ class UsageMeter:
     pools); RSS is the sum over the processes of each one's peak."""
 
     def __init__(self, pids: list[int], interval: float = 0.25):
-        self.procs = [psutil.Process(pid) for pid in pids]
+        self.procs = []
+        for pid in pids:  # a process found by name may be gone already (e.g. a Redis another run restarted)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                self.procs.append(psutil.Process(pid))
         self.interval = interval
         self._stop = threading.Event()
         self._rss_max = {p.pid: 0 for p in self.procs}

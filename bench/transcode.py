@@ -52,9 +52,11 @@ def encoder_settings() -> dict:
     """The settings recordings.transcode gives libx264, so ffmpeg gets the same."""
     sys.path.insert(0, str(REPO))
     from recordings import constants
+    from recordings.transcode import x264_options
 
+    conf = {k: os.environ[k] for k in ("TRANSCODE_X264_PRESET", "TRANSCODE_X264_CRF", "TRANSCODE_THREADS") if k in os.environ}
     return {
-        "x264": dict(constants.X264_OPTIONS, **{"forced-idr": "1"}),  # as in transcode._add_video_stream
+        "x264": dict(x264_options(conf), **{"forced-idr": "1"}),  # as in transcode._add_video_stream
         "gop": int(FPS * 10) or 150,  # transcode._add_video_stream: IDRs are forced by time instead
         "keyframe_interval_s": constants.KEYFRAME_INTERVAL_SECONDS,
         "movflags": constants.MP4_MOVFLAGS,

@@ -320,6 +320,15 @@ if _WS_MAX_SIZE_BYTES <= max(_MAX_MESSAGE_BYTES, _MAX_TEXT_BYTES):
         f"WS_MAX_SIZE_BYTES ({_WS_MAX_SIZE_BYTES}) must exceed MAX_MESSAGE_BYTES ({_MAX_MESSAGE_BYTES}) and "
         f"the {_MAX_TEXT_BYTES}-byte text limit, or clients get 1009 instead of the documented 4006"
     )
+_X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _x264_preset(value: str) -> str:
+    if value not in _X264_PRESETS:
+        raise ImproperlyConfigured(f"TRANSCODE_X264_PRESET must be one of {', '.join(_X264_PRESETS)}, got {value!r}")
+    return value
+
+
 SIGHTLINE = {
     "MAX_FRAME_BYTES": env_int("MAX_FRAME_BYTES", 4 * 1024 * 1024, minimum=1024),
     "MAX_MESSAGE_BYTES": _MAX_MESSAGE_BYTES,
@@ -337,6 +346,11 @@ SIGHTLINE = {
     "REDIS_POOL_SIZE": env_int("REDIS_POOL_SIZE", 100, minimum=2),
     "REDIS_POOL_TIMEOUT_SECONDS": env_int("REDIS_POOL_TIMEOUT_SECONDS", 10, minimum=1),
     "SEGMENT_SECONDS": env_int("SEGMENT_SECONDS", 10, minimum=1),
+    # libx264 settings of the recording transcode (recordings/transcode.py x264_options; defaults
+    # as recordings.constants.X264_OPTIONS). Cameras per worker core: docs/deployment.md, "Sizing hosts".
+    "TRANSCODE_X264_PRESET": _x264_preset(env_str("TRANSCODE_X264_PRESET", "superfast")),
+    "TRANSCODE_X264_CRF": env_int("TRANSCODE_X264_CRF", 23, minimum=0),
+    "TRANSCODE_THREADS": env_int("TRANSCODE_THREADS", 0, minimum=0),
     # What a device's recorder hand-off stream holds at most while no recorder reads it (docs/recording.md).
     "RECORDING_HANDOFF_SECONDS": env_int("RECORDING_HANDOFF_SECONDS", 30, minimum=1),
     "RECORDING_HANDOFF_MAX_BYTES": env_int("RECORDING_HANDOFF_MAX_BYTES", 32 * 1024 * 1024, minimum=1024 * 1024),

@@ -30,7 +30,10 @@ KEYFRAME_INTERVAL_SECONDS = 1.0  # forced IDR about every second, so HLS seeks a
 # The bench compares the ffmpeg CLI with the same options. No B-frames: pts
 # then start at 0 in the fMP4 (no composition offset for HLS/PROGRAM-DATE-TIME
 # to disagree with) and clips join by plain remux, like camera H.264.
-X264_OPTIONS = {"preset": "veryfast", "crf": "23", "bf": "0"}
+# preset and crf are settings (TRANSCODE_X264_PRESET / TRANSCODE_X264_CRF, and the x264
+# thread count TRANSCODE_THREADS); these are their defaults. superfast: ~5 cameras at 720p
+# 15 fps per worker core where veryfast keeps only ~4 (bench/capacity.py, docs/deployment.md).
+X264_OPTIONS = {"preset": "superfast", "crf": "23", "bf": "0"}
 # Fragmented MP4: moov (empty) at the front, one fragment per keyframe. Plays
 # progressively in <video> and as an HLS fMP4 segment (EXT-X-MAP + BYTERANGE).
 MP4_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"

@@ -1,7 +1,7 @@
 """Spool segment -> playable fragmented MP4, with PyAV.
 
 - JPEG frames are decoded (FFmpeg's mjpeg decoder), converted to yuv420p and
-  encoded with libx264 (constants.X264_OPTIONS). Each frame's timestamp is its
+  encoded with libx264 (x264_options(): preset/crf/threads from the settings). Each frame's timestamp is its
   capture time, so variable frame rates play at true speed; an IDR is forced
   about every KEYFRAME_INTERVAL_SECONDS so HLS seeks land close.
 - H.264 access units are remuxed without re-encoding, stamped with capture
@@ -213,9 +213,30 @@ def _decode_jpeg(decoder, data: bytes):
     return pictures[0] if pictures else None
 
 
+def x264_options(conf: dict | None = None) -> dict:
+    """libx264 options of a transcode: constants.X264_OPTIONS with the settings' preset, crf and threads.
+
+    conf: the SIGHTLINE settings dict (default: django.conf.settings.SIGHTLINE when configured).
+    threads 0 leaves x264 its default (about 1.5 x the cores); 1 makes each transcode
+    single-threaded, so a worker with one process per core keeps every core busy with
+    no threading overhead (docs/deployment.md, "Sizing hosts").
+    """
+    if conf is None:
+        from django.conf import settings
+
+        conf = settings.SIGHTLINE if settings.configured else {}
+    options = dict(constants.X264_OPTIONS)
+    options["preset"] = str(conf.get("TRANSCODE_X264_PRESET", options["preset"]))
+    options["crf"] = str(conf.get("TRANSCODE_X264_CRF", options["crf"]))
+    threads = int(conf.get("TRANSCODE_THREADS", 0))
+    if threads:
+        options["threads"] = str(threads)
+    return options
+
+
 def _add_video_stream(out, width: int, height: int, nominal_fps: float):
     stream = out.add_stream("libx264", rate=Fraction(round(nominal_fps * 1000), 1000), options=dict(
-        constants.X264_OPTIONS, **{"forced-idr": "1"}))
+        x264_options(), **{"forced-idr": "1"}))
     stream.width, stream.height = width - width % 2, height - height % 2  # yuv420p needs even sizes
     stream.pix_fmt = "yuv420p"
     # PyAV defaults to SLICE, which makes libx264 use sliced threads; the ffmpeg

@@ -18,6 +18,14 @@ CAPTURE_TO_SERVER = Histogram(
     "Capture timestamp to arrival at the ingesting server",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
+# From a whole frame read off the socket to its PUBLISH/hand-off answered by Redis: the
+# server's own work per frame (parse, limits, one EVALSHA), without time spent queued
+# before the server read it (bench/capacity.py reports it beside capture -> published).
+INGEST_HANDLING = Histogram(
+    "sightline_ingest_handling_seconds",
+    "Whole frame read from the device socket to published (live + recording hand-off)",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)
 DEVICES_CONNECTED = Gauge("sightline_devices_connected", "Device sockets open on this process")
 VIEWERS = Gauge("sightline_viewers", "Viewer sockets open on this process", ["device"])
 VIEWER_FRAMES_SENT = Counter("sightline_viewer_frames_sent_total", "Frames written to viewer sockets", ["device"])

@@ -348,6 +348,22 @@ async def test_frames_do_not_write_the_device_row(token, acme_camera, monkeypatc
     await device.disconnect()
 
 
+async def test_each_published_frame_is_timed_in_the_ingest_handling_histogram(token, acme_camera):
+    from streams import metrics
+
+    def handled() -> float:
+        return sum(s.value for m in metrics.INGEST_HANDLING.collect() for s in m.samples if s.name.endswith("_count"))
+
+    before = handled()
+    device, _ = await connect_device(token)
+    for seq in range(5):
+        await device.send_to(bytes_data=jpeg_frame(seq))
+    await device.send_json_to({"type": "ping", "id": 1, "ts": 0})
+    await receive_json_of_type(device, "pong")  # frames are handled in order: all five are done
+    assert handled() - before == 5
+    await device.disconnect()
+
+
 async def test_the_newest_connection_of_a_device_wins_and_the_old_one_gets_4012(token, acme_camera):
     old, _ = await connect_device(token)
     new, _ = await connect_device(token)

@@ -37,6 +37,7 @@ def _start(**overrides):
         ("DATABASE_URL", "mysql://root@localhost/sightline"),
         ("DATABASE_URL", "postgres://sightline@db:5432/"),
         ("REDIS_URL", "http://localhost:6379"),
+        ("TRANSCODE_X264_PRESET", "turbo"),
         ("REDIS_URL", "redis://:hunter2@localhost:notaport/0"),
         ("DEBUG", "maybe"),
         ("MAX_FPS", "fast"),

@@ -311,7 +311,11 @@ async function main() {
 
   for (const device of devices) if (device.socket) device.socket.close(1000);
   for (const socket of sockets) if (socket) socket.close(1000);
-  await sleep(300);
+  // Frames still queued in a device socket go out before its close frame: wait for the
+  // server's close reply (up to 5 s on a loaded machine) so they are not cut off and
+  // counted as sent but never accepted (bench/capacity.py compares the two).
+  const closeBy = performance.now() + 5000;
+  while (performance.now() < closeBy && devices.some((d) => d.socket && d.socket.readyState !== WebSocket.CLOSED)) await sleep(20);
   for (const device of devices) if (device.socket) device.socket.terminate();
   for (const socket of sockets) if (socket) socket.terminate();
   process.exit(0);

@@ -230,6 +230,7 @@ class DeviceConsumer(AccessWatcher, SightlineSocket):
             metrics.CAPTURE_TO_SERVER.observe(max(0.0, now - header.timestamp_us / 1e6))
         # Live viewers and, when recording is on, the recorders' hand-off stream (recordings/service.py).
         await self.publisher.frame(message, header.kind, header.keyframe, now)
+        metrics.INGEST_HANDLING.observe(time.time() - now)
 
     async def _on_text(self, text: str) -> None:
         self.check_text_rate()
