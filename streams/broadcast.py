@@ -35,7 +35,7 @@ from redis.exceptions import NoScriptError
 
 from recordings import handoff
 from streams import groups, metrics
-from streams.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG, dump
+from sightline_agent.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG, dump
 from streams.stats import StreamStats
 
 log = logging.getLogger(__name__)

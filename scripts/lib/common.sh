@@ -96,7 +96,7 @@ ensure_venv() {
 # Install a requirements file unless the same file set was installed already.
 ensure_requirements() {
     local file="$1" stamp="$VENV/.installed-$(basename "$1").sha256" wanted
-    wanted="$(cat requirements.txt "$file" | sha256sum | cut -d' ' -f1) $("$PY" -V 2>&1)"
+    wanted="$(cat requirements.txt "$file" agent/pyproject.toml | sha256sum | cut -d' ' -f1) $("$PY" -V 2>&1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
         say "Python packages: $file unchanged since the last install"
         return 0

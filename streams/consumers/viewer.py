@@ -20,7 +20,7 @@ from streams.broadcast import Outbox, get_hub, redis_client, run_sender
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.limits import BURST_SECONDS, MAX_PENDING_COMMANDS, MAX_VIEWER_TEXT_PER_SECOND, Limits
-from streams.protocol import (
+from sightline_agent.protocol import (
     HEADER_SIZE,
     KIND_NAMES,
     MAX_TEXT_BYTES,
