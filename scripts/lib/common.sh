@@ -21,6 +21,9 @@ PY="$VENV/bin/python"
 PROBE="$ROOT/scripts/lib/probe.py"
 APT_LOG="$ROOT/var/log/apt.log"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+# This checkout's agent package (sightline_agent: the agent and the wire protocol) first, also when
+# the .venv's editable install of ./agent (requirements.txt) points at another checkout.
+export PYTHONPATH="$ROOT/agent${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ -t 1 ]; then _B=$'\033[1m' _R=$'\033[0m' _Y=$'\033[33m' _E=$'\033[31m'; else _B="" _R="" _Y="" _E=""; fi
 say()  { printf '%s[sightline]%s %s\n' "$_B" "$_R" "$*"; }
