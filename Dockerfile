@@ -22,6 +22,8 @@ ENV PYTHONUNBUFFERED=1 \
     LOG_FORMAT=json
 WORKDIR /app
 COPY requirements.txt .
+# requirements.txt installs ./agent (the device agent and the protocol module), so it comes first
+COPY agent agent
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 COPY --from=frontend /src/frontend/static/vendor frontend/static/vendor

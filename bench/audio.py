@@ -57,7 +57,7 @@ def start_agent(install, port: int, workdir: Path, audio: bool, log_name: str) -
     token_file = workdir / "device.token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    args = [sys.executable, "-m", "streams.agent", "--url", f"ws://127.0.0.1:{port}/ws/device/",
+    args = [sys.executable, "-m", "sightline_agent", "--url", f"ws://127.0.0.1:{port}/ws/device/",
             "--token-file", str(token_file), "--codec", "h264", "--fps", "5", "--resolution", "320x180",
             "--local-settings", "--talkback-wav", str(workdir / "talkback.wav")]
     if audio:

@@ -6,7 +6,7 @@
 One RTSP camera (GStreamer's RTSP server, scripts/lib/rtsp_test_camera.py, run by
 Debian's python3) serves a pre-encoded H.264 MP4 as stored, so the camera itself
 costs little; every bridged camera is its own RTSP session of that stream. The
-bridge (`python -m streams.agent bridge`) relays N cameras to a WebSocket sink in
+bridge (`sightline-agent bridge`) relays N cameras to a WebSocket sink in
 this process that answers hello/ping like Sightline and counts what arrives (the
 portal's own cost is not what is measured here). Measured: the bridge process's
 CPU (user + system, all threads) over a window after every camera streams, as a
@@ -116,7 +116,7 @@ class Sink:
 
 
 def fake_token() -> str:
-    # The prefix is letters and digits only (streams.tokens.TOKEN_RE): token_urlsafe may give "-" or "_",
+    # The prefix is letters and digits only (sightline_agent.tokens.TOKEN_RE): token_urlsafe may give "-" or "_",
     # which made a 16-camera run fail 98 times in 100 with "does not hold a Sightline device token".
     prefix = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(8))
     return f"sl_{prefix}_{secrets.token_urlsafe(32)[:43]}"
@@ -139,7 +139,7 @@ async def measure_bridge(cameras: int, camera_url: str, sink: Sink, sink_port: i
     sink.frames.clear()
     before = sink.connected
     log = open(workdir / f"bridge-{cameras}.log", "wb")
-    process = subprocess.Popen([PYTHON, "-m", "streams.agent", "bridge", "--config", str(config), "--quiet"],
+    process = subprocess.Popen([PYTHON, "-m", "sightline_agent", "bridge", "--config", str(config), "--quiet"],
                                cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30

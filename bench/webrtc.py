@@ -39,8 +39,8 @@ SEI_UUID = b"SightlineBenchTs"  # 16 bytes, no zero bytes (no emulation preventi
 
 def encode_clip(frames: int) -> list[tuple[bytes, bool]]:
     sys.path.insert(0, str(REPO))
-    from streams.agent.encoders import H264Encoder
-    from streams.agent.sources import PatternSource
+    from sightline_agent.encoders import H264Encoder
+    from sightline_agent.sources import PatternSource
 
     encoder, source = H264Encoder(), PatternSource()
     clip = []
@@ -121,7 +121,7 @@ def count_frames_from_rtp() -> None:
 async def device(url: str, token: str, clip, stop: asyncio.Event):
     import websockets
 
-    from streams import protocol
+    from sightline_agent import protocol
 
     async with websockets.connect(url, additional_headers={"Authorization": f"Bearer {token}"},
                                   subprotocols=["sightline.v1"], max_size=None, compression=None) as ws:

@@ -309,7 +309,7 @@ LOGGING = build_logging_config(LOG_FORMAT, LOG_LEVEL)
 # Sightline's own knobs: the live path and recording limits live in
 # streams/limits.py and recordings/constants.py, overridable here.
 _MAX_MESSAGE_BYTES = env_int("MAX_MESSAGE_BYTES", 1024 * 1024, minimum=1024)
-_MAX_TEXT_BYTES = 64 * 1024  # streams.protocol.MAX_TEXT_BYTES (settings import no app module)
+_MAX_TEXT_BYTES = 64 * 1024  # sightline_agent.protocol.MAX_TEXT_BYTES (settings import no app module)
 # The largest WebSocket message the ASGI server reads at all (uvicorn --ws-max-size, daphne
 # --websocket-max-message-size, both from `manage.py ws_max_size`). Between the protocol's limits
 # and this, a client gets 4006 with an error message; above it, the server's WebSocket layer

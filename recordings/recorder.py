@@ -37,7 +37,7 @@ from django.db import close_old_connections
 
 from recordings import constants, lifecycle, spool
 from recordings.segmenting import OpenSegment, idle_expired, should_cut
-from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from redis.exceptions import ResponseError
 
 from recordings import alerts, constants, handoff, recorder, recovery, sessions
 from streams import groups
-from streams.protocol import HEADER, HEADER_SIZE, KIND_NAMES, MAGIC, Frame, FrameHeader
+from sightline_agent.protocol import HEADER, HEADER_SIZE, KIND_NAMES, MAGIC, Frame, FrameHeader
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ A spool file is one segment as received, written off the event loop:
     records:      u32 length | f64 received_at | 24-byte protocol header | payload
                   (length counts everything after itself)
 
-The protocol header is the one streams/protocol.py defines, so a record keeps
+The protocol header is the one agent/sightline_agent/protocol.py defines, so a record keeps
 the capture timestamp, sequence number, kind and keyframe flag as sent. A
 crash can leave a torn last record; read_records() stops at it and says how
 many bytes it ignored. The writer fsyncs every part (constants.PART_SECONDS),
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from streams.protocol import HEADER, HEADER_SIZE, KIND_NAMES, MAGIC as MAGIC_BYTE, VERSION, Frame, FrameHeader, pack_header
+from sightline_agent.protocol import HEADER, HEADER_SIZE, KIND_NAMES, MAGIC as MAGIC_BYTE, VERSION, Frame, FrameHeader, pack_header
 
 MAGIC = b"SLSPOOL1"
 _LEN = struct.Struct(">I")

@@ -6,7 +6,7 @@ import math
 import struct
 from fractions import Fraction
 
-from streams.protocol import FLAG_CHUNK_END, FLAG_CHUNK_START, FLAG_KEYFRAME, Frame, FrameHeader
+from sightline_agent.protocol import FLAG_CHUNK_END, FLAG_CHUNK_START, FLAG_KEYFRAME, Frame, FrameHeader
 
 
 def jpeg_frame(index: int, width: int = 160, height: int = 120, quality: int = 80) -> bytes:
@@ -66,7 +66,7 @@ def write_closed_segment(device, frames: list[Frame], audio: dict | None = None,
     import uuid
 
     from recordings import constants, lifecycle, spool
-    from streams.protocol import KIND_NAMES
+    from sightline_agent.protocol import KIND_NAMES
 
     video = [f for f in frames if f.header.kind in (1, 2)]
     segment_id = uuid.uuid4()

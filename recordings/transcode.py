@@ -36,8 +36,8 @@ import av
 import av.logging
 
 from recordings import constants, spool
-from streams import audioformats
-from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
+from sightline_agent import audioformats
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
 
 av.logging.set_level(None)
 log = logging.getLogger(__name__)

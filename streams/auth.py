@@ -19,7 +19,7 @@ from django.http.request import split_domain_port, validate_host
 from django.utils.http import is_same_domain
 
 from streams import admission, groups, limits
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from redis.exceptions import NoScriptError
 
 from recordings import handoff
 from streams import fmp4, groups, metrics
-from streams.protocol import (
+from sightline_agent.protocol import (
     FLAG_CHUNK_END,
     FLAG_CHUNK_START,
     FLAG_KEYFRAME,

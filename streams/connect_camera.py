@@ -20,17 +20,17 @@ def _toml(value: str) -> str:
 
 def agent_command(device_url: str, token_file: str) -> str:
     """Run by hand from the directory holding the downloaded token file (test pattern first)."""
-    return f"python -m streams.agent --url {device_url} --token-file {token_file}"
+    return f"sightline-agent --url {device_url} --token-file {token_file}"
 
 
 def bridge_entry(device_url: str, devices: list[tuple[str, str]]) -> str:
-    """A bridge file (python -m streams.agent bridge) with one [[camera]] per (name, token file)."""
+    """A bridge file (sightline-agent bridge) with one [[camera]] per (name, token file)."""
     lines = ["# " + BRIDGE_FILE + " (chmod 600: it holds the cameras' passwords)",
              "[defaults]", f"sightline_url = {_toml(device_url)}", ""]
     for name, token_file in devices:
         lines += ["[[camera]]",
                   f"name = {_toml(name)}",
-                  'url = "rtsp://USER:PASSWORD@CAMERA-ADDRESS:554/PATH"  # python -m streams.agent discover --user USER',
+                  'url = "rtsp://USER:PASSWORD@CAMERA-ADDRESS:554/PATH"  # sightline-agent discover --user USER',
                   f"token_file = {_toml(f'{CONFIG_DIR}/{token_file}')}",
                   '# onvif = "CAMERA-ADDRESS"  # brightness/contrast through the camera\'s ONVIF imaging service',
                   ""]
@@ -47,7 +47,7 @@ Wants=network-online.target
 [Service]
 User=sightline
 WorkingDirectory={INSTALL_DIR}
-ExecStart={INSTALL_DIR}/.venv/bin/python -m streams.agent bridge --config {BRIDGE_FILE}
+ExecStart={INSTALL_DIR}/.venv/bin/sightline-agent bridge --config {BRIDGE_FILE}
 Restart=on-failure
 RestartSec=10
 RestartPreventExitStatus=2
@@ -60,7 +60,7 @@ WantedBy=multi-user.target
 def container_command() -> str:
     return (f"docker run -d --name sightline-bridge --restart unless-stopped \\\n"
             f"    -v {CONFIG_DIR}:{CONFIG_DIR}:ro \\\n"
-            f"    {IMAGE} python -m streams.agent bridge --config {BRIDGE_FILE}\n")
+            f"    {IMAGE} sightline-agent bridge --config {BRIDGE_FILE}\n")
 
 
 def snippets(device_url: str, issued: list[tuple[str, str]]) -> dict:

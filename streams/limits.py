@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from streams.protocol import KIND_H264, KIND_JPEG, Close, ProtocolError
+from sightline_agent.protocol import KIND_H264, KIND_JPEG, Close, ProtocolError
 
 # A bucket holds this many seconds of its rate, so a device may burst (a
 # keyframe, a late batch after a network stall) as long as its average holds.

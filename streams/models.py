@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from streams import tokens
+from sightline_agent import tokens
 
 MAX_ACTIVE_TOKENS = 2  # so a token can be rotated without downtime
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from streams.protocol import KIND_NAMES
+from sightline_agent.protocol import KIND_NAMES
 
 WINDOW_SECONDS = 2.0  # fps and bitrate are averaged over this window
 SEQ_MODULUS = 1 << 32

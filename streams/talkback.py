@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from streams import groups
 from streams.limits import TokenBucket
-from streams.protocol import HEADER_SIZE, KIND_AUDIO, Close, ProtocolError, parse_header
+from sightline_agent.protocol import HEADER_SIZE, KIND_AUDIO, Close, ProtocolError, parse_header
 
 log = logging.getLogger("streams.talkback")
 

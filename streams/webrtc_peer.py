@@ -33,7 +33,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from streams import groups, keyframes, signalling
 from streams.broadcast import Outbox, get_hub, redis_client
-from streams.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG
+from sightline_agent.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG
 from streams.signalling import SignallingError
 from streams.webrtc_relay import OFFERS_CHANNEL
 

@@ -1,9 +1,17 @@
 """Shared personas (healthchecks-style): in Acme, alice owns, bob operates, carol views;
 mallory owns Globex, the outsider. Each has a device."""
+import os
+from pathlib import Path
+
 import pytest
 import pytest_asyncio
 
 from accounts.models import Membership, Organisation, Role
+
+# Agents, servers and workers started by tests import this checkout's agent package (pytest.ini's
+# pythonpath does it for this process), not wherever the .venv's editable install points.
+AGENT_DIR = str(Path(__file__).resolve().parents[1] / "agent")
+os.environ["PYTHONPATH"] = os.pathsep.join([AGENT_DIR, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture

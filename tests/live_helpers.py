@@ -12,7 +12,7 @@ import time
 
 from channels.testing import WebsocketCommunicator
 
-from streams import protocol
+from sightline_agent import protocol
 
 ORIGIN = b"http://localhost"
 HOST = b"localhost"  # the Host a browser on ORIGIN sends; the Origin must match it (scheme, host, port)

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from accounts.models import Membership, Organisation
 from recordings.models import Segment
-from streams import control, tokens
+from sightline_agent import tokens
+from streams import control
 from streams.admin import TokenInlineForm
 from streams.models import AuthResult, Device, DeviceToken, authenticate_token
 
@@ -196,7 +197,7 @@ def test_the_token_page_shows_how_to_connect_a_camera_with_the_real_url_and_the_
         as_alice, acme, settings, tmp_path):
     import html
 
-    from streams.agent.bridge import parse_config
+    from sightline_agent.bridge import parse_config
     from streams.admin import token_file_name
 
     settings.ALLOWED_HOSTS = ["cams.example.org"]
@@ -210,14 +211,14 @@ def test_the_token_page_shows_how_to_connect_a_camera_with_the_real_url_and_the_
     snippets = {name: html.unescape(re.search(rf'<code id="{name}">(.*?)</code>', page, re.S).group(1))
                 for name in ("command-1", "bridge-config", "systemd-unit", "container-command")}
     assert snippets["command-1"] == \
-        f"python -m streams.agent --url wss://cams.example.org/ws/device/ --token-file {filename}"
+        f"sightline-agent --url wss://cams.example.org/ws/device/ --token-file {filename}"
     (camera,), _ = parse_config(snippets["bridge-config"], tmp_path)  # a valid bridge file as it stands
     assert camera.name == 'Gate "north"' and camera.sightline_url == "wss://cams.example.org/ws/device/"
     assert str(camera.token_file) == f"/etc/sightline/{filename}" and camera.url.startswith("rtsp://")
-    assert "ExecStart=/opt/sightline/.venv/bin/python -m streams.agent bridge --config /etc/sightline/bridge.toml" \
+    assert "ExecStart=/opt/sightline/.venv/bin/sightline-agent bridge --config /etc/sightline/bridge.toml" \
         in snippets["systemd-unit"]
     assert "-v /etc/sightline:/etc/sightline:ro" in snippets["container-command"]
-    assert "streams.agent bridge --config /etc/sightline/bridge.toml" in snippets["container-command"]
+    assert "sightline-agent bridge --config /etc/sightline/bridge.toml" in snippets["container-command"]
     for name, text in snippets.items():
         assert token not in text, name
         assert f'data-copy="{name}"' in page

@@ -26,7 +26,7 @@ from django.db import connection
 from django.test import Client
 from PIL import Image, ImageStat
 
-from streams import protocol
+from sightline_agent import protocol
 from streams.models import Device
 from tests.integration.test_live_two_processes import free_port, next_binary, next_json, wait_for_port
 
@@ -94,7 +94,7 @@ def start_agent(server, server_env, tmp_path):
         token_file.chmod(0o600)
         log = open(tmp_path / f"agent-{len(started)}.log", "wb")
         process = subprocess.Popen(
-            [str(PYTHON), "-m", "streams.agent", "--url", f"ws://127.0.0.1:{server}/ws/device/",
+            [str(PYTHON), "-m", "sightline_agent", "--url", f"ws://127.0.0.1:{server}/ws/device/",
              "--token-file", str(token_file), "--duration", "60", *args],
             cwd=ROOT, env=server_env,
             stdout=log, stderr=subprocess.STDOUT,

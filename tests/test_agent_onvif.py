@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 
-from streams.agent.bridge import BridgeConfigError, parse_config
-from streams.agent.discover import main as discover_main
-from streams.agent.discover import scope_value
-from streams.agent.onvif_camera import OnvifCamera, OnvifUnavailable, onvif_for, parse_onvif_address, scale_to_camera
-from streams.agent.passthrough import PassthroughAgent, unsupported_keys
-from streams.agent.rtsp import RtspCamera
-from streams.agent.session import AgentConfig
-from streams.agent.status import Counters, StatusLine
+from sightline_agent.bridge import BridgeConfigError, parse_config
+from sightline_agent.discover import main as discover_main
+from sightline_agent.discover import scope_value
+from sightline_agent.onvif_camera import OnvifCamera, OnvifUnavailable, onvif_for, parse_onvif_address, scale_to_camera
+from sightline_agent.passthrough import PassthroughAgent, unsupported_keys
+from sightline_agent.rtsp import RtspCamera
+from sightline_agent.session import AgentConfig
+from sightline_agent.status import Counters, StatusLine
 from tests.onvif_camera import FakeOnvifCamera, StillRtspCamera
 from tests.test_agent_integration import rows, server, server_env  # noqa: F401 -- fixtures
 

@@ -12,10 +12,10 @@ import pytest
 import websockets
 
 from project import tls as local_ca
-from streams import protocol
-from streams.agent import cli
-from streams.agent.reconnect import EXIT_USAGE
-from streams.agent.tls import (
+from sightline_agent import protocol
+from sightline_agent import cli
+from sightline_agent.reconnect import EXIT_USAGE
+from sightline_agent.tls import (
     INSECURE_MARK,
     TlsSetupError,
     client_context,
@@ -119,7 +119,7 @@ def start_tls_agent(tls_server, server_env, rows, tmp_path):
         log_path = tmp_path / f"agent-{len(started)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [str(PYTHON), "-m", "streams.agent", "--url", f"wss://127.0.0.1:{tls_server}/ws/device/",
+                [str(PYTHON), "-m", "sightline_agent", "--url", f"wss://127.0.0.1:{tls_server}/ws/device/",
                  "--token-file", str(token_file), "--duration", "60", "--fps", "10", *args],
                 cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT,
             )

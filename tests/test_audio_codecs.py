@@ -7,9 +7,9 @@ import av
 import pytest
 
 from recordings import spool, synthetic, transcode
-from streams import audioformats, protocol
-from streams.agent.audio import AudioEncoder, Tone
-from streams.protocol import Close, ProtocolError, validate_audio, validate_hello, validate_talkback
+from sightline_agent import audioformats, protocol
+from sightline_agent.audio import AudioEncoder, Tone
+from sightline_agent.protocol import Close, ProtocolError, validate_audio, validate_hello, validate_talkback
 
 CODECS = ["pcm_s16le", "pcm_alaw", "pcm_mulaw", "aac", "opus"]
 T0 = 1_763_700_000_000_000
@@ -133,7 +133,7 @@ def test_each_codec_is_recorded_into_the_mp4_with_its_duration(codec, tmp_path):
 
 
 def test_the_agent_talkback_analysis_finds_a_tone_frequency():
-    from streams.agent.talkback import dominant_frequency
+    from sightline_agent.talkback import dominant_frequency
 
     pcm = Tone(48000, 440.0).read(48000)
     assert dominant_frequency(pcm, 48000) == pytest.approx(440, abs=2)
@@ -141,7 +141,7 @@ def test_the_agent_talkback_analysis_finds_a_tone_frequency():
 
 
 def test_the_agent_sources_give_the_samples_asked_for(tmp_path):
-    from streams.agent.audio import open_audio_source
+    from sightline_agent.audio import open_audio_source
 
     assert len(open_audio_source("speech", 16000).read(320)) == 640
     assert len(open_audio_source("tone:1000", 8000).read(160)) == 320

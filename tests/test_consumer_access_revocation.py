@@ -9,7 +9,7 @@ from django.test import Client
 
 from accounts.models import DeviceGrant, Membership, Role
 from streams import broadcast
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 from tests.live_helpers import (
     HELLO,
     browser_socket,

@@ -2,8 +2,8 @@
 viewers learn from the welcome and presence what the device sends and can play."""
 import pytest
 
-from streams import protocol
-from streams.protocol import validate_audio
+from sightline_agent import protocol
+from sightline_agent.protocol import validate_audio
 from tests.live_helpers import HELLO, connect_device, receive_binary, receive_json_of_type
 from tests.test_audio_codecs import CODECS, encoded
 from tests.test_consumer_viewer import watch

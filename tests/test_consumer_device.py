@@ -9,9 +9,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from recordings import alerts, sessions
-from streams import broadcast, groups, limits, protocol
+from sightline_agent import protocol
+from streams import broadcast, groups, limits
 from streams.models import Device, DeviceToken
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 from tests.live_helpers import (
     HELLO,
     connect_device,

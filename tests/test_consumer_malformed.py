@@ -15,7 +15,7 @@ from streams import broadcast, groups, metrics
 from streams.consumers.device import DeviceConsumer
 from streams.consumers.viewer import ViewerConsumer
 from streams.models import Device
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 from tests.live_helpers import (
     browser_socket,
     connect_device,

@@ -6,9 +6,10 @@ import json
 import av
 import pytest
 
-from streams import broadcast, fmp4, protocol
-from streams.agent.encoders import H264Encoder
-from streams.agent.sources import PatternSource
+from sightline_agent import protocol
+from streams import broadcast, fmp4
+from sightline_agent.encoders import H264Encoder
+from sightline_agent.sources import PatternSource
 from tests.live_helpers import (
     HELLO,
     browser_socket,

@@ -6,9 +6,10 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 
-from streams import broadcast, groups, protocol
+from sightline_agent import protocol
+from streams import broadcast, groups
 from streams.models import Device
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 from tests.live_helpers import (
     browser_socket,
     connect_device,

@@ -6,7 +6,7 @@ from django.test import Client
 
 from accounts.models import DeviceGrant, Membership
 from streams import broadcast, groups
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 from tests.live_helpers import (
     HELLO,
     browser_socket,

@@ -3,7 +3,7 @@ braces, no hyphens) and then hears that organisation's events; anything else, or
 organisation's id in any spelling, is 4404 (issue 9, item 9)."""
 import pytest
 
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 from tests.live_helpers import (
     browser_socket,
     connect_device,

@@ -6,8 +6,8 @@ import av
 import pytest
 
 from streams import fmp4
-from streams.agent.encoders import H264Encoder
-from streams.agent.sources import PatternSource
+from sightline_agent.encoders import H264Encoder
+from sightline_agent.sources import PatternSource
 
 
 def encoded_frames(count: int, width=320, height=180, fps=15, start_us=1_700_000_000_000_000):

@@ -1,5 +1,5 @@
 """The browser's protocol module (frontend/static/js/lib/protocol.js) against the reference
-implementation in streams/protocol.py, run in Node: byte-for-byte the same header."""
+implementation in agent/sightline_agent/protocol.py, run in Node: byte-for-byte the same header."""
 import json
 import shutil
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import protocol
+from sightline_agent import protocol
 
 MODULE = Path(__file__).resolve().parent.parent / "frontend" / "static" / "js" / "lib" / "protocol.js"
 pytestmark = pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

@@ -3,7 +3,7 @@ presence hash for the connection's life, and shown to viewers and the wall; a br
 is always "browser"."""
 import pytest
 
-from streams.protocol import Close, ProtocolError, validate_hello
+from sightline_agent.protocol import Close, ProtocolError, validate_hello
 from tests.live_helpers import HELLO, browser_socket, connect_device, device_socket, expect_close, receive_json_of_type
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("live_state")]

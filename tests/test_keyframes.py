@@ -5,9 +5,10 @@ import asyncio
 import pytest
 from channels.layers import get_channel_layer
 
-from streams import keyframes, protocol
-from streams.agent.encoders import H264Encoder, JpegEncoder
-from streams.agent.sources import PatternSource
+from sightline_agent import protocol
+from streams import keyframes
+from sightline_agent.encoders import H264Encoder, JpegEncoder
+from sightline_agent.sources import PatternSource
 from tests.live_helpers import HELLO, connect_device, receive_json_of_type, receive_nothing_but_pings
 from tests.test_agent_session import Connection, FakePortal, make_agent, token
 

@@ -6,7 +6,7 @@ import pytest
 
 from streams import auth, control, limits, stats
 from streams.broadcast import DeviceFeed, Outbox, run_sender
-from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_METADATA, Close, ProtocolError, encode_frame
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_METADATA, Close, ProtocolError, encode_frame
 
 
 class Clock:

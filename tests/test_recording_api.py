@@ -207,7 +207,7 @@ def test_a_degraded_recorder_is_visible_in_the_segment_list(client, personas, ac
 
 @pytest.mark.django_db
 def test_an_export_of_segments_with_audio_keeps_the_audio(acme_camera, bob):
-    from streams.protocol import KIND_AUDIO
+    from sightline_agent.protocol import KIND_AUDIO
 
     for n in range(2):
         frames = []

@@ -7,7 +7,7 @@ import av
 import pytest
 
 from recordings import transcode
-from streams import protocol
+from sightline_agent import protocol
 from tests.live_helpers import HELLO, connect_device, receive_json_of_type, wait_for
 from tests.test_audio_codecs import CODECS, sent_seconds
 from tests.test_recording_device_socket import all_closed, jpeg, queued, start_service, token  # noqa: F401
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True), pyte
 @pytest.mark.parametrize("codec", CODECS)
 async def test_each_codec_sent_by_a_device_is_in_its_recording(token, acme_camera, queued, start_service,  # noqa: F811
                                                                codec, tmp_path):
-    from streams.agent.audio import AudioEncoder, Tone
+    from sightline_agent.audio import AudioEncoder, Tone
 
     service = await start_service(segment_seconds=30)
     encoder = AudioEncoder(codec)

@@ -11,7 +11,8 @@ from channels.db import database_sync_to_async
 from recordings import handoff, lifecycle, sessions, spool, synthetic
 from recordings.models import Segment, SegmentState
 from recordings.service import RecorderService
-from streams import broadcast, groups, protocol
+from sightline_agent import protocol
+from streams import broadcast, groups
 from streams.models import Device
 from tests.live_helpers import HELLO, connect_device, receive_json_of_type, wait_for
 

@@ -3,7 +3,7 @@ and trimmed entries, and where a successor resumes in a dead recorder's pending 
 import pytest
 
 from recordings import handoff, sessions
-from streams import protocol
+from sightline_agent import protocol
 
 
 def test_a_stream_holds_the_configured_seconds_of_the_devices_traffic():

@@ -8,7 +8,7 @@ import pytest
 
 from recordings import archive, pipeline, synthetic, transcode
 from recordings.models import Segment, SegmentState
-from streams.protocol import KIND_AUDIO, KIND_H264
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264
 
 T0 = 1_763_700_000_000_000
 

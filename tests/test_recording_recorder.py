@@ -6,7 +6,7 @@ import pytest
 
 from recordings import constants, lifecycle, recorder, spool, synthetic
 from recordings.models import Segment, SegmentState
-from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
 
 T0 = 1_763_700_000_000_000  # 2025-11-21 capture clock, microseconds
 

@@ -5,7 +5,7 @@ import pytest
 
 from recordings import sessions
 from recordings.service import frame_from_message
-from streams import protocol
+from sightline_agent import protocol
 
 
 def test_a_session_round_trips_and_anything_unreadable_means_not_recorded():

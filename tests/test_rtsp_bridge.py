@@ -16,8 +16,8 @@ import time
 import av
 import pytest
 
-from streams import audioformats, protocol
-from streams.agent.annexb import split_annexb, without_parameter_sets
+from sightline_agent import audioformats, protocol
+from sightline_agent.annexb import split_annexb, without_parameter_sets
 from streams.models import Device
 from tests.integration.test_live_two_processes import next_json, wait_for_port
 from tests.integration.test_recording_worker import stack  # noqa: F401 -- fixture
@@ -59,7 +59,7 @@ def cameras(tmp_path):
 
 @pytest.fixture
 def bridge(server, server_env, tmp_path):
-    """Start `python -m streams.agent bridge` on a config of (name, camera URL, clear token, extra keys)."""
+    """Start `sightline-agent bridge` on a config of (name, camera URL, clear token, extra keys)."""
     started = []
 
     def start(entries, *args, **defaults):
@@ -74,7 +74,7 @@ def bridge(server, server_env, tmp_path):
         config.write_text("\n".join(lines).replace("'", '"') + "\n")
         log_path = tmp_path / f"bridge-{len(started)}.log"
         log = open(log_path, "wb")
-        process = subprocess.Popen([str(PYTHON), "-m", "streams.agent", "bridge", "--config", str(config), *args],
+        process = subprocess.Popen([str(PYTHON), "-m", "sightline_agent", "bridge", "--config", str(config), *args],
                                    cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT)
         started.append((process, log, log_path, [e[2] for e in entries]))
         return process, log_path
@@ -227,7 +227,7 @@ async def test_wrong_credentials_and_an_unknown_path_are_said_clearly_and_retrie
     token_file = tmp_path / "agent.token"
     token_file.write_text(rows["token"])
     agent = await asyncio.to_thread(
-        subprocess.run, [str(PYTHON), "-m", "streams.agent", "--url", f"ws://127.0.0.1:{server}/ws/device/",
+        subprocess.run, [str(PYTHON), "-m", "sightline_agent", "--url", f"ws://127.0.0.1:{server}/ws/device/",
                          "--token-file", str(token_file), "--source", camera.url(password="bad"), "--duration", "5"],
         cwd=ROOT, env=server_env, capture_output=True, text=True, timeout=30)
     assert agent.returncode == 0
@@ -309,7 +309,7 @@ async def test_the_relayed_camera_is_recorded_and_the_recording_decodes_to_the_f
         token_file = tmp_path / "door.token"
         token_file.write_text(rows["token"])
         agent = await asyncio.to_thread(
-            subprocess.run, [str(PYTHON), "-m", "streams.agent", "--url", f"ws://127.0.0.1:{port}/ws/device/",
+            subprocess.run, [str(PYTHON), "-m", "sightline_agent", "--url", f"ws://127.0.0.1:{port}/ws/device/",
                              "--token-file", str(token_file), "--source", camera.url(), "--frames", "40", "--quiet"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=40)
         assert agent.returncode == 0, agent.stderr

@@ -4,7 +4,8 @@ accept and respect."""
 import pytest
 
 from accounts.models import Membership, Role
-from streams import broadcast, protocol
+from sightline_agent import protocol
+from streams import broadcast
 from tests.live_helpers import browser_socket, connect_device, receive_binary, receive_json_of_type, wait_for
 
 

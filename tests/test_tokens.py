@@ -1,7 +1,7 @@
 """Device tokens: hashed at rest, constant-time checks, rotation, revocation."""
 import pytest
 
-from streams import tokens
+from sightline_agent import tokens
 from streams.models import AuthResult, DeviceToken, authenticate_token
 
 

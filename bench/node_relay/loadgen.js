@@ -1,7 +1,7 @@
 // Load generator for bench/fanout.py and bench/recording_cpu.py, on the npm `ws` package.
 //
 // One process plays the cameras (device sockets sending binary frames with the
-// 24-byte Sightline header, streams/protocol.py) and the viewers (sockets that
+// 24-byte Sightline header, agent/sightline_agent/protocol.py) and the viewers (sockets that
 // count and time the frames they receive). Devices and viewers share one clock,
 // so capture->receive latency is exact. Node is used so the load generator stays
 // well below one core at 200 viewers x 30 fps x 100 KB (it measures and reports

@@ -22,6 +22,9 @@ PY="$VENV/bin/python"
 PROBE="$ROOT/scripts/lib/probe.py"
 APT_LOG="$ROOT/var/log/apt.log"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
+# This checkout's agent package (sightline_agent: the agent and the wire protocol) first, also when
+# the .venv's editable install of ./agent (requirements.txt) points at another checkout.
+export PYTHONPATH="$ROOT/agent${PYTHONPATH:+:$PYTHONPATH}"
 
 if [ -t 1 ]; then _B=$'\033[1m' _R=$'\033[0m' _Y=$'\033[33m' _E=$'\033[31m'; else _B="" _R="" _Y="" _E=""; fi
 say()  { printf '%s[sightline]%s %s\n' "$_B" "$_R" "$*"; }
@@ -97,7 +100,7 @@ ensure_venv() {
 # Install a requirements file unless the same file set was installed already.
 ensure_requirements() {
     local file="$1" stamp="$VENV/.installed-$(basename "$1").sha256" wanted
-    wanted="$(cat requirements.txt "$file" | sha256sum | cut -d' ' -f1) $("$PY" -V 2>&1)"
+    wanted="$(cat requirements.txt "$file" agent/pyproject.toml | sha256sum | cut -d' ' -f1) $("$PY" -V 2>&1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
         say "Python packages: $file unchanged since the last install"
         return 0

@@ -1,4 +1,4 @@
-"""Channels consumers of the live path. Thin: parsing is in streams/protocol.py,
+"""Channels consumers of the live path. Thin: parsing is in agent/sightline_agent/protocol.py,
 permissions in accounts/tenancy.py, fan-out in streams/broadcast.py, commands in
 streams/control.py, presence in streams/presence.py, limits in streams/limits.py."""
 from streams.consumers.device import DeviceConsumer

@@ -17,7 +17,7 @@ import logging
 
 from streams import auth
 from streams.groups import user_group
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 
 log = logging.getLogger("streams.consumers.access")
 

@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from streams import metrics
 from streams.limits import BURST_SECONDS, MAX_VIEWER_TEXT_PER_SECOND, TokenBucket
-from streams.protocol import Close, ProtocolError, dump, parse_text
+from sightline_agent.protocol import Close, ProtocolError, dump, parse_text
 
 log = logging.getLogger("streams.consumers")
 

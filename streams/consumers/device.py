@@ -11,14 +11,15 @@ from accounts.permissions import CONTROL
 from accounts.tenancy import NotFound, devices_for, get_device_for
 from project.logging import printable
 from recordings import alerts, lifecycle, sessions
-from streams import auth, control, devicemedia, keyframes, metrics, presence, tokens
+from sightline_agent import tokens
+from streams import auth, control, devicemedia, keyframes, metrics, presence
 from streams.broadcast import INGEST_STATS_INTERVAL, IngestPublisher, redis_client
 from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.groups import device_group, org_group, prefix
 from streams.limits import MAX_DEVICE_TEXT_PER_SECOND, IngestLimiter, Limits
 from streams.models import AuthResult, RecordingPolicy, authenticate_token
-from streams.protocol import (
+from sightline_agent.protocol import (
     DEVICE_MESSAGE_TYPES,
     HEADER_SIZE,
     Close,
@@ -28,7 +29,7 @@ from streams.protocol import (
     validate_hello,
 )
 from streams.stats import StreamStats, kind_name
-from streams.tokens import redact
+from sightline_agent.tokens import redact
 
 log = logging.getLogger("streams.consumers.device")
 

@@ -22,7 +22,7 @@ from streams.consumers.access import AccessWatcher
 from streams.consumers.base import SightlineSocket
 from streams.limits import BURST_SECONDS, MAX_PENDING_COMMANDS, MAX_VIEWER_TEXT_PER_SECOND, Limits
 from streams.webrtc_relay import WebrtcRelay
-from streams.protocol import (
+from sightline_agent.protocol import (
     HEADER_SIZE,
     KIND_AUDIO,
     KIND_FMP4,

@@ -14,7 +14,7 @@ from streams.consumers.base import SightlineSocket
 from streams.consumers.viewer import browser_user_or_refusal
 from streams.groups import org_group
 from streams.limits import Limits
-from streams.protocol import Close, ProtocolError
+from sightline_agent.protocol import Close, ProtocolError
 
 STATS_FIELDS = ("fps", "bitrate_bps", "seq_gaps", "capture_to_server_ms")
 

@@ -196,7 +196,7 @@ def start_agent(server, stack_env, tmp_path):
         token_file = tmp_path / f"token-{device.pk}"
         token_file.write_text(clear)
         token_file.chmod(0o600)
-        proc = Process(f"agent-{device.pk}", [str(VENV_BIN / "python"), "-m", "streams.agent",
+        proc = Process(f"agent-{device.pk}", [str(VENV_BIN / "python"), "-m", "sightline_agent",
                                               "--url", f"{server['ws']}/ws/device/", "--token-file", str(token_file),
                                               *(["--ca-file", str(server["ca"])] if server["ca"] else []),
                                               *extra], stack_env, Path(stack_env["_LOG_DIR"]))

@@ -61,8 +61,8 @@ def test_a_device_with_sound_and_no_picture_shows_audio_only(personas, acme_came
 
     import websockets
 
-    from streams import protocol
-    from streams.agent.audio import AudioEncoder, Tone
+    from sightline_agent import protocol
+    from sightline_agent.audio import AudioEncoder, Tone
 
     token, _ = acme_camera.issue_token(label="audio only")
     stop = threading.Event()

@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from streams.agent.onvif_camera import OnvifCamera
-from streams.agent.passthrough import PassthroughAgent
-from streams.agent.session import AgentConfig
-from streams.agent.status import Counters, StatusLine
+from sightline_agent.onvif_camera import OnvifCamera
+from sightline_agent.passthrough import PassthroughAgent
+from sightline_agent.session import AgentConfig
+from sightline_agent.status import Counters, StatusLine
 from tests.browser.conftest import wait_for_state
 from tests.onvif_camera import FakeOnvifCamera, StillRtspCamera
 
@@ -35,7 +35,7 @@ def test_the_token_page_copies_the_command_bridge_entry_unit_and_container_snipp
         page.wait_for_function(f"() => window.sightline && window.sightline.copied === '{snippet}'")
         copied = page.evaluate("navigator.clipboard.readText()")
         assert copied == page.inner_text(f"#{snippet}").strip() and token not in copied, snippet
-    assert re.fullmatch(rf"python -m streams.agent --url {re.escape(device_url)} --token-file loading-bay-\w+\.token",
+    assert re.fullmatch(rf"sightline-agent --url {re.escape(device_url)} --token-file loading-bay-\w+\.token",
                         page.inner_text("#command-1").strip())
     assert f'sightline_url = "{device_url}"' in page.inner_text("#bridge-config")
     assert [e for e in owner.console_errors if "Failed to load resource" not in e] == []

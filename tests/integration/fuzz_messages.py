@@ -11,7 +11,7 @@ import json
 import random
 from dataclasses import dataclass, field
 
-from streams.protocol import FLAG_CHUNK_END, FLAG_CHUNK_START, FLAG_KEYFRAME, HEADER, MAGIC
+from sightline_agent.protocol import FLAG_CHUNK_END, FLAG_CHUNK_START, FLAG_KEYFRAME, HEADER, MAGIC
 
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_FRAME_BYTES = 256 * 1024

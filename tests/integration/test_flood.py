@@ -21,7 +21,7 @@ import websockets
 from django.conf import settings
 from django.test import Client
 
-from streams import protocol
+from sightline_agent import protocol
 from tests.support import free_port, subprocess_database_url, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -11,7 +11,7 @@ import pytest
 import websockets
 from django.test import Client
 
-from streams import protocol
+from sightline_agent import protocol
 from streams.models import Device, RecordingPolicy
 from tests.integration import fuzz_messages
 from tests.integration.live_server import (

@@ -18,7 +18,8 @@ from django.conf import settings
 from django.test import Client
 
 from accounts.models import Membership
-from streams import groups, protocol
+from sightline_agent import protocol
+from streams import groups
 from tests.integration.test_live_two_processes import wait_for_port
 from tests.support import free_port, subprocess_database_url
 

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import Client
 
-from streams import protocol
+from sightline_agent import protocol
 from streams.models import Device
 from tests.support import free_port, start_recorder, subprocess_database_url, wait_until
 

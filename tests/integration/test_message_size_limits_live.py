@@ -52,7 +52,7 @@ async def error_then_close(ws) -> tuple[dict | None, int]:
 
 
 def frame_of(size: int) -> bytes:
-    from streams import protocol
+    from sightline_agent import protocol
 
     return protocol.HEADER.pack(protocol.MAGIC, 1, 1, 7, 1, 0, 0, 1, size - protocol.HEADER_SIZE) + b"\0" * (
         size - protocol.HEADER_SIZE)

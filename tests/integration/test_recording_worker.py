@@ -25,7 +25,7 @@ from tests.support import start_recorder, subprocess_database_url, wait_until
 from recordings import archive, constants, recorder, synthetic
 from recordings.models import Segment, SegmentState
 from streams.groups import device_group
-from streams.protocol import KIND_JPEG
+from sightline_agent.protocol import KIND_JPEG
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -233,7 +233,8 @@ PUBLISHER = """
 import asyncio, os, signal, time, django
 django.setup()
 from recordings import sessions, synthetic
-from streams import broadcast, groups, presence, protocol
+from sightline_agent import protocol
+from streams import broadcast, groups, presence
 device, org = os.environ["DEVICE_ID"], os.environ["ORG_ID"]
 
 

@@ -24,7 +24,7 @@ import websockets
 from django.conf import settings
 
 from recordings import sessions, synthetic
-from streams import protocol
+from sightline_agent import protocol
 from tests.support import child_redis_names, free_port, start_recorder, wait_until
 
 pytestmark = [pytest.mark.integration]

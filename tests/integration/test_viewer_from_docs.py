@@ -18,7 +18,7 @@ import pytest
 import websockets
 from django.conf import settings
 
-from streams import protocol
+from sightline_agent import protocol
 from tests.support import free_port, subprocess_database_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]

@@ -85,7 +85,7 @@ def start_agent(stack, device, codec="h264"):
     token_file = stack["tmp"] / f"token-{device.pk}"
     token_file.write_text(clear)
     token_file.chmod(0o600)
-    process = start([PY, "-m", "streams.agent", "--url", f"ws://127.0.0.1:{stack['port']}/ws/device/",
+    process = start([PY, "-m", "sightline_agent", "--url", f"ws://127.0.0.1:{stack['port']}/ws/device/",
                      "--token-file", str(token_file), "--codec", codec, "--fps", "15", "--resolution", "320x180", "--local-settings"],
                     stack["env"], stack["tmp"] / f"agent-{device.pk}.log")
     stack["processes"][f"agent-{device.pk}"] = process

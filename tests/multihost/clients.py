@@ -1,6 +1,6 @@
 """What the people and cameras of the multi-host tests do, from the client host, through the proxy.
 
-- `start_camera`: the reference agent (`python -m streams.agent`) as a process on the client host.
+- `start_camera`: the reference agent (`sightline-agent`) as a process on the client host.
 - `Viewer`: a browser-like live socket (session cookie, Origin) in a thread inside the client host,
   recording when each frame arrived and every control message it was told.
 - `https_get`: one request through the proxy with the owner's cookie, redirects not followed.
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import websockets
 
-from streams import protocol
+from sightline_agent import protocol
 from tests.multihost.topology import ROOT, Topology
 
 
@@ -30,7 +30,7 @@ def start_camera(lab: Topology, token: str, which: str | None, name: str = "came
     token_file.write_text(token)
     env = lab.lab.base_env()
     env["SSL_CERT_FILE"] = str(lab.cert)  # trust the proxy's self-signed certificate
-    args = [sys.executable, "-m", "streams.agent", "--url", f"{lab.web_url(which, 'wss')}/ws/device/",
+    args = [sys.executable, "-m", "sightline_agent", "--url", f"{lab.web_url(which, 'wss')}/ws/device/",
             "--token-file", token_file, "--fps", str(fps), "--resolution", "160x96", "--jpeg-quality", "50",
             "--name", name, "--local-settings"]
     if duration:

@@ -6,7 +6,7 @@ when that is unset, the documented demo password "sightline-demo"; the owner is
 staff so the admin works. Two devices, "Lobby camera" (JPEG) and "Yard camera"
 (H.264), each get a fresh token on every run, written to
 <var>/demo/<device-slug>.token with mode 0600 for the simulated cameras
-(python -m streams.agent --token-file ...). A device keeps its two newest
+(sightline-agent --token-file ...). A device keeps its two newest
 tokens, so a camera still running on the previous file stays connected.
 
 It refuses to touch a login named owner/operator/viewer that belongs to any

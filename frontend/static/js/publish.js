@@ -8,7 +8,7 @@ import { parseResolution, validateSettings } from './lib/settings.js';
 import { CLOSE } from './lib/protocol.js';
 import { ReconnectingSocket } from './lib/socket.js';
 
-const DEVICE_BUSY = 4014;  // streams.protocol.Close.DEVICE_BUSY: the device is connected, no takeover asked
+const DEVICE_BUSY = 4014;  // sightline_agent.protocol.Close.DEVICE_BUSY: the device is connected, no takeover asked
 
 const config = readConfig();
 const $ = (id) => document.getElementById(id);

@@ -1,4 +1,4 @@
-// Sightline wire protocol v1, browser side (docs/protocol.md; streams/protocol.py is the reference).
+// Sightline wire protocol v1, browser side (docs/protocol.md; agent/sightline_agent/protocol.py is the reference).
 // Binary messages: a 24-byte big-endian header, then the payload.
 //   0 magic 0x53 | 1 version 1 | 2 kind | 3 flags | 4 uint32 seq | 8 uint64 capture µs
 //   16 uint16 chunk index | 18 uint16 chunk count | 20 uint32 frame length | 24 payload
@@ -15,7 +15,7 @@ export const FLAG_KEYFRAME = 0x01;
 export const FLAG_CHUNK_START = 0x02;
 export const FLAG_CHUNK_END = 0x04;
 
-// Close codes the browser acts on (streams.protocol.Close).
+// Close codes the browser acts on (sightline_agent.protocol.Close).
 export const CLOSE = Object.freeze({
   NORMAL: 1000,
   GOING_AWAY: 1001,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from streams.agent.imaging import render_pattern
+from sightline_agent.imaging import render_pattern
 
 
 class SourceUnavailable(Exception):

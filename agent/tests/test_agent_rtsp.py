@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import pytest
 
-from streams.agent.annexb import (
+from sightline_agent.annexb import (
     BitstreamError,
     access_unit,
     avcc_to_annexb,
@@ -15,10 +15,10 @@ from streams.agent.annexb import (
     split_annexb,
     without_parameter_sets,
 )
-from streams.agent.bridge import BridgeConfigError, parse_config, status_table
-from streams.agent.passthrough import PassthroughAgent
-from streams.agent.reconnect import Backoff
-from streams.agent.rtsp import (
+from sightline_agent.bridge import BridgeConfigError, parse_config, status_table
+from sightline_agent.passthrough import PassthroughAgent
+from sightline_agent.reconnect import Backoff
+from sightline_agent.rtsp import (
     CameraInfo,
     CameraRefused,
     Clock,
@@ -31,9 +31,9 @@ from streams.agent.rtsp import (
     retry_delay,
     scrub,
 )
-from streams.agent.session import AgentConfig
-from streams.agent.status import Counters, StatusLine
-from streams.protocol import KIND_AUDIO, KIND_H264
+from sightline_agent.session import AgentConfig
+from sightline_agent.status import Counters, StatusLine
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264
 
 SPS = b"\x67\x42\xc0\x0c\xda"
 PPS = b"\x68\xce\x3c\x80"
@@ -274,7 +274,7 @@ async def test_a_camera_lost_between_hello_and_relay_ends_the_session_instead_of
 
 
 def test_a_cameras_g711_aac_and_opus_are_relayed_as_received_and_other_audio_is_decoded():
-    from streams.agent.rtsp import passthrough_audio
+    from sightline_agent.rtsp import passthrough_audio
 
     assert passthrough_audio("pcm_alaw", 8000, 1, None) == {"codec": "pcm_alaw", "rate": 8000, "channels": 1}
     assert passthrough_audio("aac", 16000, 1, b"\x14\x08") == {

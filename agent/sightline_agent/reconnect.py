@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import time
 
-from streams.protocol import Close
+from sightline_agent.protocol import Close
 
 # Process exit codes (docs/agent.md, "Exit codes").
 EXIT_OK = 0

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.agent import AGENT_NAME
-from streams.agent.controls import InvalidSetting, validate
-from streams.agent.encoders import EncodedFrame
-from streams.agent.onvif_camera import OnvifImaging, OnvifUnavailable
-from streams.agent.rtsp import RtspCamera
-from streams.agent.session import Agent, AgentConfig
-from streams.agent.status import StatusLine
-from streams.protocol import KIND_AUDIO, KIND_H264
+from sightline_agent import AGENT_NAME
+from sightline_agent.controls import InvalidSetting, validate
+from sightline_agent.encoders import EncodedFrame
+from sightline_agent.onvif_camera import OnvifImaging, OnvifUnavailable
+from sightline_agent.rtsp import RtspCamera
+from sightline_agent.session import Agent, AgentConfig
+from sightline_agent.status import StatusLine
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264
 
 # Short enough to reach the operator whole (the server keeps the first 200 characters of an ack's error).
 UNSUPPORTED = ("unsupported: a relayed RTSP camera's {keys} cannot be changed here (its stream is passed through, "

@@ -1,4 +1,4 @@
-"""``python -m streams.agent bridge --config bridge.toml``: many RTSP cameras, one process.
+"""``sightline-agent bridge --config bridge.toml``: many RTSP cameras, one process.
 
 Each camera is isolated: its own demux thread (rtsp.RtspCamera: a camera that
 hangs blocks only its thread) and its own asyncio task with its own portal
@@ -37,11 +37,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from streams.agent import AGENT_NAME
-from streams.agent.onvif_camera import onvif_for, parse_onvif_address
-from streams.agent.passthrough import PassthroughAgent
-from streams.agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
-from streams.agent.rtsp import (
+from sightline_agent import AGENT_NAME
+from sightline_agent.onvif_camera import onvif_for, parse_onvif_address
+from sightline_agent.passthrough import PassthroughAgent
+from sightline_agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
+from sightline_agent.rtsp import (
     OPEN_TIMEOUT_SECONDS,
     READ_TIMEOUT_SECONDS,
     REFUSED_RETRY_SECONDS,
@@ -50,9 +50,9 @@ from streams.agent.rtsp import (
     redact_url,
     url_secrets,
 )
-from streams.agent.session import AgentConfig
-from streams.agent.status import Counters, StatusLine
-from streams.tokens import redact
+from sightline_agent.session import AgentConfig
+from sightline_agent.status import Counters, StatusLine
+from sightline_agent.tokens import redact
 
 CAMERA_KEYS = {"name", "url", "token_file", "sightline_url", "transport", "auth", "open_timeout_seconds",
                "read_timeout_seconds", "retry_max_seconds", "refused_retry_seconds",
@@ -249,7 +249,7 @@ class Bridge:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m streams.agent bridge",
+    parser = argparse.ArgumentParser(prog="sightline-agent bridge",
                                      description="Relay many RTSP cameras to Sightline from one process "
                                                  "(H.264 as received). See docs/agent.md, 'Bridge mode'.")
     parser.add_argument("--config", required=True, metavar="PATH", help="the bridge's TOML file")
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streams.agent.cli import read_token
+    from sightline_agent.cli import read_token
 
     args = build_parser().parse_args(argv)
     try:

@@ -11,20 +11,18 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import websockets
 from PIL import Image, ImageStat
 
-from streams import protocol, tokens
-from streams.agent.encoders import H264Encoder, JpegEncoder
-from streams.agent.reconnect import AgentExit
-from streams.agent.session import Agent, AgentConfig
-from streams.agent.sources import PatternSource, SourceUnavailable
-from streams.agent.status import Counters, StatusLine
+from sightline_agent import protocol, tokens
+from sightline_agent.encoders import H264Encoder, JpegEncoder
+from sightline_agent.reconnect import AgentExit
+from sightline_agent.session import Agent, AgentConfig
+from sightline_agent.sources import PatternSource, SourceUnavailable
+from sightline_agent.status import Counters, StatusLine
 
-ROOT = Path(__file__).resolve().parents[1]
 LIMITS = {"max_frame_bytes": 4 * 1024 * 1024, "max_message_bytes": 2048, "max_fps": 60,
           "max_bytes_per_second": 8 * 1024 * 1024, "heartbeat_seconds": 1, "dead_after_seconds": 30}
 
@@ -256,9 +254,8 @@ async def test_the_command_exits_non_zero_with_a_clear_message_when_the_token_is
     token_file.write_text(secret + "\n")
     async with FakePortal(script) as portal:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "streams.agent", "--url", portal.url, "--token-file", str(token_file),
-            "--resolution", "64x36", cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            sys.executable, "-m", "sightline_agent", "--url", portal.url, "--token-file", str(token_file),
+            "--resolution", "64x36", cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         try:
             _, stderr = await asyncio.wait_for(process.communicate(), 30)
@@ -278,8 +275,8 @@ def test_the_cli_refuses_a_missing_or_malformed_token_without_printing_it(tmp_pa
     bad.write_text("not-a-token-secret-value")
     env = {k: v for k, v in os.environ.items() if k != "SIGHTLINE_DEVICE_TOKEN"}
     for args in (["--token-file", str(bad)], ["--token-file", str(tmp_path / "missing")], []):
-        result = subprocess.run([sys.executable, "-m", "streams.agent", "--url", "ws://127.0.0.1:9/ws/device/", *args],
-                                cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+        result = subprocess.run([sys.executable, "-m", "sightline_agent", "--url", "ws://127.0.0.1:9/ws/device/", *args],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
         assert result.returncode == 2, result.stderr
         assert "token" in result.stderr and "not-a-token-secret-value" not in result.stderr
 
@@ -374,7 +371,7 @@ def test_the_status_line_rates_are_right_before_the_window_fills():
 
 @pytest.mark.asyncio
 async def test_a_server_that_never_welcomes_is_left_and_the_agent_tries_again(monkeypatch):
-    monkeypatch.setattr("streams.agent.session.WELCOME_TIMEOUT_SECONDS", 0.5)
+    monkeypatch.setattr("sightline_agent.session.WELCOME_TIMEOUT_SECONDS", 0.5)
     welcomed = asyncio.Event()
 
     async def script(conn: Connection, index: int):

@@ -1,10 +1,10 @@
-"""Wire protocol v1 (streams/protocol.py): header layout, chunking, reassembly, text messages, hello."""
+"""Wire protocol v1 (agent/sightline_agent/protocol.py): header layout, chunking, reassembly, text messages, hello."""
 import json
 
 import pytest
 
-from streams import protocol
-from streams.protocol import (
+from sightline_agent import protocol
+from sightline_agent.protocol import (
     FLAG_CHUNK_END,
     FLAG_CHUNK_START,
     FLAG_KEYFRAME,

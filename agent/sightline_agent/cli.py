@@ -1,4 +1,4 @@
-"""``python -m streams.agent``: arguments, the token, and the process exit code.
+"""``sightline-agent``: arguments, the token, and the process exit code.
 
 The token comes from --token-file or the SIGHTLINE_DEVICE_TOKEN environment
 variable, never from an argument (``ps`` shows every process's arguments to
@@ -12,27 +12,27 @@ import os
 import signal
 import sys
 
-from streams.agent import AGENT_NAME
-from streams.agent.audio import CODECS as AUDIO_CODECS
-from streams.agent.audio import open_audio_source
-from streams.agent.controls import InvalidSetting, parse_resolution
-from streams.agent.encoders import make_encoder
-from streams.agent.onvif_camera import onvif_for
-from streams.agent.passthrough import PassthroughAgent
-from streams.agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
-from streams.agent.rtsp import RtspCamera, redact_url, url_secrets
-from streams.agent.session import Agent, AgentConfig
-from streams.agent.sources import SourceUnavailable, open_source
-from streams.agent.status import Counters, StatusLine
-from streams.agent.tls import INSECURE_MARK, INSECURE_WARNING, TlsSetupError, client_context
-from streams.tokens import MalformedToken, redact, split
+from sightline_agent import AGENT_NAME
+from sightline_agent.audio import CODECS as AUDIO_CODECS
+from sightline_agent.audio import open_audio_source
+from sightline_agent.controls import InvalidSetting, parse_resolution
+from sightline_agent.encoders import make_encoder
+from sightline_agent.onvif_camera import onvif_for
+from sightline_agent.passthrough import PassthroughAgent
+from sightline_agent.reconnect import EXIT_ERROR, EXIT_OK, EXIT_USAGE, AgentExit
+from sightline_agent.rtsp import RtspCamera, redact_url, url_secrets
+from sightline_agent.session import Agent, AgentConfig
+from sightline_agent.sources import SourceUnavailable, open_source
+from sightline_agent.status import Counters, StatusLine
+from sightline_agent.tls import INSECURE_MARK, INSECURE_WARNING, TlsSetupError, client_context
+from sightline_agent.tokens import MalformedToken, redact, split
 
 TOKEN_ENV = "SIGHTLINE_DEVICE_TOKEN"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m streams.agent",
+        prog="sightline-agent",
         description="Sightline reference device agent: streams a camera (or a test pattern) to the portal "
                     "over WebSocket protocol v1. See docs/agent.md.",
     )
@@ -159,11 +159,11 @@ def is_rtsp(source: str) -> bool:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bridge"]:
-        from streams.agent.bridge import main as bridge_main
+        from sightline_agent.bridge import main as bridge_main
 
         return bridge_main(argv[1:])
     if argv[:1] == ["discover"]:
-        from streams.agent.discover import main as discover_main
+        from sightline_agent.discover import main as discover_main
 
         return discover_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             status.warning(INSECURE_WARNING)
             status.mark = INSECURE_MARK
         if args.talkback or args.talkback_wav:
-            from streams.agent.talkback import TalkbackPlayer
+            from sightline_agent.talkback import TalkbackPlayer
 
             config.talkback = TalkbackPlayer(args.talkback_wav, status, status.counters)
         audio = f" + audio ({config.audio_codec}, {args.audio_source})" if config.audio else ""

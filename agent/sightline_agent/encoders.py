@@ -14,7 +14,7 @@ from fractions import Fraction
 
 from PIL import Image
 
-from streams.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG
 
 AUDIO_RATE = 16000
 AUDIO_CHANNELS = 1

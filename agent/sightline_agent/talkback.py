@@ -16,8 +16,8 @@ import subprocess
 import time
 import wave
 
-from streams import audioformats
-from streams.protocol import HEADER_SIZE, KIND_AUDIO, ProtocolError, parse_header
+from sightline_agent import audioformats
+from sightline_agent.protocol import HEADER_SIZE, KIND_AUDIO, ProtocolError, parse_header
 
 PLAY_RATE = 48000
 MAX_ANALYSED_SECONDS = 10

@@ -9,10 +9,10 @@ from av.video.frame import PictureType
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from streams.agent.encoders import AUDIO_HELLO, H264Encoder, JpegEncoder, ToneGenerator, make_encoder
-from streams.agent.imaging import adjust, render_pattern
-from streams.agent.sources import FileSource, LatestFrame, PatternSource, SourceUnavailable, open_source
-from streams.protocol import KIND_H264, KIND_JPEG
+from sightline_agent.encoders import AUDIO_HELLO, H264Encoder, JpegEncoder, ToneGenerator, make_encoder
+from sightline_agent.imaging import adjust, render_pattern
+from sightline_agent.sources import FileSource, LatestFrame, PatternSource, SourceUnavailable, open_source
+from sightline_agent.protocol import KIND_H264, KIND_JPEG
 
 T0 = 1763700000.0
 

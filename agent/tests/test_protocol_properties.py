@@ -3,7 +3,7 @@ and whatever frame is encoded comes back out whole."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.protocol import (
+from sightline_agent.protocol import (
     HEADER,
     HEADER_SIZE,
     KIND_NAMES,

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from streams.agent import AGENT_NAME
-from streams.agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
-from streams.agent.audio import CHUNK_SECONDS as AUDIO_CHUNK_SECONDS
-from streams.agent.audio import AudioEncoder, open_audio_source
-from streams.agent.encoders import EncodedFrame
-from streams.agent.imaging import adjust
-from streams.agent.reconnect import (
+from sightline_agent import AGENT_NAME
+from sightline_agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
+from sightline_agent.audio import CHUNK_SECONDS as AUDIO_CHUNK_SECONDS
+from sightline_agent.audio import AudioEncoder, open_audio_source
+from sightline_agent.encoders import EncodedFrame
+from sightline_agent.imaging import adjust
+from sightline_agent.reconnect import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
@@ -52,10 +52,10 @@ from streams.agent.reconnect import (
     retry_delay,
     retry_message,
 )
-from streams.agent.sources import SourceUnavailable
-from streams.agent.status import Counters, StatusLine
-from streams.agent.tls import client_context, handshake_failed_message, untrusted_message
-from streams.protocol import KIND_AUDIO, KIND_METADATA, encode_frame
+from sightline_agent.sources import SourceUnavailable
+from sightline_agent.status import Counters, StatusLine
+from sightline_agent.tls import client_context, handshake_failed_message, untrusted_message
+from sightline_agent.protocol import KIND_AUDIO, KIND_METADATA, encode_frame
 
 WELCOME_TIMEOUT_SECONDS = 10.0
 STATS_EVERY_SECONDS = 10.0
@@ -82,7 +82,7 @@ class AgentConfig:
     frames: int | None = None
     name: str = ""
     use_server_settings: bool = True
-    ca_file: str | None = None  # wss://: also trust this CA (streams/agent/tls.py)
+    ca_file: str | None = None  # wss://: also trust this CA (sightline_agent/tls.py)
     insecure: bool = False  # wss://: check no certificate (warned loudly)
 
     def connect_arguments(self) -> dict:

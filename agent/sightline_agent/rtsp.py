@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from streams.agent.annexb import BitstreamError, access_unit, parameter_sets_from_extradata
-from streams.agent.reconnect import Backoff
+from sightline_agent.annexb import BitstreamError, access_unit, parameter_sets_from_extradata
+from sightline_agent.reconnect import Backoff
 
 OPEN_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 10.0
@@ -139,7 +139,7 @@ class Item:
 def passthrough_audio(name: str, rate: int, channels: int, extradata: bytes | None) -> dict | None:
     """The hello.audio for relaying a camera's audio packets as received, or None when
     the codec must be decoded to PCM instead. Pure."""
-    from streams.protocol import ProtocolError, validate_audio
+    from sightline_agent.protocol import ProtocolError, validate_audio
 
     if name in ("pcm_alaw", "pcm_mulaw"):
         audio = {"codec": name, "rate": rate, "channels": channels}

@@ -1,4 +1,4 @@
-"""``python -m streams.agent discover``: ONVIF cameras on the local network, and their RTSP URIs.
+"""``sightline-agent discover``: ONVIF cameras on the local network, and their RTSP URIs.
 
 A WS-Discovery probe (multicast 239.255.255.250:3702, through the wsdiscovery
 package) for NetworkVideoTransmitter devices; every camera that answers within
@@ -19,9 +19,9 @@ import sys
 from dataclasses import asdict, dataclass, field
 from urllib.parse import unquote, urlsplit
 
-from streams.agent.onvif_camera import PASSWORD_ENV, OnvifCamera, OnvifUnavailable
-from streams.agent.reconnect import EXIT_OK, EXIT_USAGE, AgentExit
-from streams.agent.rtsp import redact_url
+from sightline_agent.onvif_camera import PASSWORD_ENV, OnvifCamera, OnvifUnavailable
+from sightline_agent.reconnect import EXIT_OK, EXIT_USAGE, AgentExit
+from sightline_agent.rtsp import redact_url
 
 NVT_TYPE = ("http://www.onvif.org/ver10/network/wsdl", "NetworkVideoTransmitter")
 DEFAULT_TIMEOUT_SECONDS = 3.0
@@ -110,7 +110,7 @@ def render(cameras: list[FoundCamera], timeout: float) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m streams.agent discover",
+    parser = argparse.ArgumentParser(prog="sightline-agent discover",
                                      description="List ONVIF cameras on the local network (WS-Discovery) and, "
                                                  "with --user, their RTSP profile URIs. See docs/agent.md.")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS, metavar="S",

@@ -12,7 +12,7 @@ import math
 from array import array
 from fractions import Fraction
 
-from streams import audioformats
+from sightline_agent import audioformats
 
 CODECS = ["pcm_s16le", "pcm_alaw", "pcm_mulaw", "aac", "opus"]
 DEFAULT_RATES = {"pcm_s16le": 16000, "pcm_alaw": 8000, "pcm_mulaw": 8000, "aac": 16000, "opus": 48000}
