@@ -10,7 +10,7 @@ from streams import keyframes
 from sightline_agent.encoders import H264Encoder, JpegEncoder
 from sightline_agent.sources import PatternSource
 from tests.live_helpers import HELLO, connect_device, receive_json_of_type, receive_nothing_but_pings
-from tests.test_agent_session import Connection, FakePortal, make_agent, token
+from test_agent_session import Connection, FakePortal, make_agent, token  # agent/tests (pytest.ini pythonpath)
 
 
 def test_the_limiter_allows_the_first_request_and_one_per_interval_after():
