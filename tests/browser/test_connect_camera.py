@@ -29,7 +29,7 @@ def test_the_token_page_copies_the_command_bridge_entry_unit_and_container_snipp
     with page.expect_navigation():
         page.click("input[name=_save]")
     token = page.inner_text("#token-1").strip()
-    device_url = f"ws://127.0.0.1:{server['port']}/ws/device/"
+    device_url = f"{server['ws']}/ws/device/"  # the page's own scheme: ws:// or wss://
     for snippet in ("command-1", "bridge-config", "systemd-unit", "container-command"):
         page.click(f"button[data-copy={snippet}]")
         page.wait_for_function(f"() => window.sightline && window.sightline.copied === '{snippet}'")
@@ -49,7 +49,8 @@ def relayed_camera(server):
     def start(device):
         clear, _ = device.issue_token(label="browser test")
         onvif_camera = FakeOnvifCamera().start()
-        agent = PassthroughAgent(AgentConfig(url=f"{server['ws']}/ws/device/", token=clear, name="bay"),
+        agent = PassthroughAgent(AgentConfig(url=f"{server['ws']}/ws/device/", token=clear, name="bay",
+                                             ca_file=str(server["ca"]) if server["ca"] else None),
                                  StillRtspCamera("rtsp://127.0.0.1/still"), StatusLine(Counters(), quiet=True),
                                  onvif=OnvifCamera("127.0.0.1", onvif_camera.port, "admin", "s3cret"))
         loop = asyncio.new_event_loop()
