@@ -122,3 +122,42 @@ def test_the_shared_encoder_turns_each_codec_into_opus_that_still_holds_the_tone
                                   else bytes(frame.planes[0])[: frame.samples * 2])
     assert len(pcm) >= 48000 and counter["SharedOpusEncoder"] >= 60
     assert abs(strongest_frequency(pcm[-48000:][::6], 8000) - 440) <= 10
+
+
+def test_peers_of_one_device_share_one_encoder_until_the_last_leaves(monkeypatch):
+    from streams import webrtc_audio
+
+    class FakeHub:
+        def __init__(self):
+            self.viewers = []
+
+        async def add_viewer(self, device_id, outbox):
+            self.viewers.append((device_id, outbox))
+
+        async def remove_viewer(self, device_id, outbox):
+            self.viewers.remove((device_id, outbox))
+
+    hub = FakeHub()
+    monkeypatch.setattr(webrtc_audio, "get_hub", lambda: hub)
+    pcm = {"codec": "pcm_s16le", "rate": 16000, "channels": 1}
+
+    async def scenario():
+        encoders = webrtc_audio.SharedEncoders(Counter())
+        first = await encoders.subscribe("a", pcm)
+        second = await encoders.subscribe("a", pcm)
+        other = await encoders.subscribe("b", pcm)
+        assert len(encoders.by_device) == 2 and len(hub.viewers) == 2  # one hub subscription per device
+        encoder = encoders.by_device["a"]
+        tone = AudioEncoder("pcm_s16le")
+        source = open_audio_source("tone:440", tone.rate)
+        encoder.outbox.offer_frame(KIND_AUDIO, False, audio_message(source.read(320 * 5), 1, 1_000_000))
+        packet = await asyncio.wait_for(first.next_packet(), 5)
+        assert (await asyncio.wait_for(second.next_packet(), 5)) is packet and not other.packets  # encoded once
+        await encoders.unsubscribe("a", first)
+        assert "a" in encoders.by_device
+        await encoders.unsubscribe("a", second)
+        assert "a" not in encoders.by_device and [d for d, _ in hub.viewers] == ["b"]
+        await encoders.close()
+        assert hub.viewers == [] and other.closed
+
+    asyncio.run(scenario())
