@@ -8,10 +8,15 @@
 It logs in like a browser (session cookie), opens the viewer socket
 /ws/view/<device>/, sends a WebRTC offer there, applies the answer and decodes the
 H.264 frames it receives (aiortc decodes them to av.VideoFrame; do what you like
-with them: frame.to_ndarray(format="rgb24")). Signalling is documented in
-docs/protocol.md, "WebRTC"; this script is the whole client side of it.
-Prints one JSON line at the end: frames decoded, size, time to the first frame.
-Exit status: 0 when --frames were decoded, 1 on an error or timeout.
+with them: frame.to_ndarray(format="rgb24")). It also offers to receive audio: when
+the device sends audio the server answers with an audio track (Opus, or PCMA/PCMU
+for 8 kHz G.711 devices) and the script counts the decoded audio frames (and with
+--audio-wav saves them as a WAV file); for a device without audio the server
+answers the audio section inactive. Signalling is documented in docs/protocol.md,
+"WebRTC"; this script is the whole client side of it.
+Prints one JSON line at the end: frames decoded, size, time to the first frame,
+audio frames decoded, their codec, rate and channels.
+Exit status: 0 when --frames (and --audio-frames) were decoded, 1 on an error or timeout.
 """
 from __future__ import annotations
 
@@ -24,10 +29,12 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import wave
 
 import websockets
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
 
 def login(base: str, username: str, password: str) -> str:
@@ -48,10 +55,21 @@ def login(base: str, username: str, password: str) -> str:
     return session
 
 
-async def watch(base: str, session: str, device: str, want: int, timeout: float) -> dict:
+def answered_audio_codec(sdp: str) -> str | None:
+    """The audio codec the server will send (e.g. "audio/opus"), None when audio is inactive."""
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind == "audio" and media.direction in ("sendonly", "sendrecv") and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType
+    return None
+
+
+async def watch(base: str, session: str, device: str, want: int, timeout: float,
+                want_audio: int = 0, wav_path: str | None = None) -> dict:
     ws_url = re.sub(r"^http", "ws", base) + f"/ws/view/{device}/"
     headers = {"Cookie": f"sessionid={session}", "Origin": base}
-    result = {"frames": 0, "width": None, "height": None, "first_frame_ms": None, "error": None}
+    result = {"frames": 0, "width": None, "height": None, "first_frame_ms": None, "error": None,
+              "audio_codec": None, "audio_frames": 0, "audio_samples": 0, "audio_rate": None, "audio_channels": None}
+    wav = None
     started = time.monotonic()
     async with websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws:
         welcome = json.loads(await ws.recv())
@@ -62,13 +80,42 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float)
         servers = [RTCIceServer(**s) for s in (welcome.get("webrtc") or {}).get("ice_servers", [])]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         pc.addTransceiver("video", direction="recvonly")
+        pc.addTransceiver("audio", direction="recvonly")
         done = asyncio.Event()
+
+        def enough() -> bool:
+            return result["frames"] >= want and result["audio_frames"] >= want_audio
+
+        async def consume_audio(track):
+            nonlocal wav
+            try:
+                while not done.is_set():
+                    frame = await track.recv()  # decoded by aiortc: an av.AudioFrame of packed s16
+                    channels = len(frame.layout.channels)
+                    result["audio_frames"] += 1
+                    result["audio_samples"] += frame.samples
+                    result["audio_rate"], result["audio_channels"] = frame.sample_rate, channels
+                    if wav_path:
+                        if wav is None:
+                            wav = wave.open(wav_path, "wb")
+                            wav.setnchannels(channels)
+                            wav.setsampwidth(2)
+                            wav.setframerate(frame.sample_rate)
+                        wav.writeframes(bytes(frame.planes[0])[: frame.samples * channels * 2])
+                    if enough():
+                        done.set()
+            except MediaStreamError:
+                pass
 
         @pc.on("track")
         def on_track(track):
+            if track.kind == "audio":
+                asyncio.ensure_future(consume_audio(track))
+                return
+
             async def consume():
                 try:
-                    while result["frames"] < want:
+                    while not enough():
                         frame = await track.recv()  # decoded by aiortc: an av.VideoFrame
                         result["frames"] += 1
                         result["width"], result["height"] = frame.width, frame.height
@@ -91,6 +138,7 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float)
                 message = json.loads(text)
                 kind = message.get("type")
                 if kind == "webrtc_answer":
+                    result["audio_codec"] = answered_audio_codec(message["sdp"])
                     await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
                 elif kind in ("webrtc_error", "webrtc_bye"):
                     result["error"] = message
@@ -111,6 +159,8 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float)
             except Exception:
                 pass
             await pc.close()
+            if wav is not None:
+                wav.close()
     return result
 
 
@@ -121,15 +171,19 @@ def main(argv=None) -> int:
     parser.add_argument("--password-file", required=True, help="a file holding the password (not the command line)")
     parser.add_argument("--device", required=True, help="the device id (from its page's address)")
     parser.add_argument("--frames", type=int, default=100, help="stop after this many decoded frames")
+    parser.add_argument("--audio-frames", type=int, default=0,
+                        help="also wait for this many decoded audio frames (20 ms each for Opus and G.711)")
+    parser.add_argument("--audio-wav", metavar="PATH", help="save the received audio to this WAV file")
     parser.add_argument("--timeout", type=float, default=60, help="give up after this many seconds")
     args = parser.parse_args(argv)
     base = args.url.rstrip("/")
     with open(args.password_file) as f:
         password = f.read().strip()
     session = login(base, args.user, password)
-    result = asyncio.run(watch(base, session, args.device, args.frames, args.timeout))
+    result = asyncio.run(watch(base, session, args.device, args.frames, args.timeout,
+                               args.audio_frames, args.audio_wav))
     print(json.dumps(result))
-    return 0 if result["frames"] >= args.frames else 1
+    return 0 if result["frames"] >= args.frames and result["audio_frames"] >= args.audio_frames else 1
 
 
 if __name__ == "__main__":

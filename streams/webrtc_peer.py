@@ -10,6 +10,10 @@ devices and the tests assert that. JPEG devices are refused with "not_h264": the
 on the WebSocket path (re-encoding them once per device is possible but not worth a
 core of CPU per camera today; docs/protocol.md).
 
+Audio (streams/webrtc_audio.py): when the offer has an audio section and the device sends
+audio, the peer also gets an audio track: Opus and 8 kHz G.711 passed through, anything
+else encoded to Opus once per device and shared by its peers.
+
 A new peer starts at a keyframe: the Outbox gives it the cached one at once and the
 device is asked for a fresh one; a browser's PLI/FIR becomes a keyframe request too
 (both rate-limited per device by the consumer holding the device, streams/keyframes.py).
@@ -29,12 +33,13 @@ import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from streams import groups, keyframes, signalling
+from streams import devicemedia, groups, keyframes, signalling
 from streams.broadcast import Outbox, get_hub, redis_client
-from sightline_agent.protocol import HEADER_SIZE, KIND_H264, KIND_JPEG
+from sightline_agent.protocol import HEADER_SIZE, KIND_AUDIO, KIND_H264, KIND_JPEG
 from streams.signalling import SignallingError
+from streams.webrtc_audio import PASSTHROUGH, AudioTrack, PassthroughAudio, SharedEncoders, choose_audio_route
 from streams.webrtc_relay import OFFERS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -44,15 +49,17 @@ HEARTBEAT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 30.0  # a peer not connected by then is closed (its viewer is gone)
 _SEQ_TS = struct.Struct(">IQ")
 
-# Frames aiortc's own encoders were given, by encoder class: the "no re-encode" proof.
+# Frames aiortc's own encoders were given, by encoder class: the "no re-encode" proof; and
+# "SharedOpusEncoder": frames of audio encoded to Opus once per device (streams/webrtc_audio.py).
 ENCODER_FRAMES: Counter = Counter()
+VIDEO_ENCODERS = ("H264Encoder", "Vp8Encoder")
 
 
 def count_encoder_frames() -> None:
     """Wrap aiortc's encoders' encode() with a counter (once per process)."""
-    from aiortc.codecs import h264, opus, vpx
+    from aiortc.codecs import g711, h264, opus, vpx
 
-    for cls in (h264.H264Encoder, vpx.Vp8Encoder, opus.OpusEncoder):
+    for cls in (h264.H264Encoder, vpx.Vp8Encoder, opus.OpusEncoder, g711.PcmaEncoder, g711.PcmuEncoder):
         if getattr(cls.encode, "_sightline_counted", False):
             continue
         original = cls.encode
@@ -112,6 +119,15 @@ def h264_codecs():
     return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() == "video/h264"]
 
 
+def offered_audio_codecs(sdp: str) -> set[str]:
+    """Lower-case mime types of the offer's first audio section (empty: no audio section)."""
+    try:
+        media = [m for m in SessionDescription.parse(sdp).media if m.kind == "audio"]
+    except Exception:
+        return set()  # setRemoteDescription reports a broken offer
+    return {c.mimeType.lower() for c in media[0].rtp.codecs} if media else set()
+
+
 class Peer:
     """One viewer's RTCPeerConnection, its Outbox in the hub and its track."""
 
@@ -123,10 +139,36 @@ class Peer:
         self.track = PassthroughTrack(self.outbox, service.stats, self._on_jpeg)
         self.closed = False
         self.connected = asyncio.Event()
+        self.audio_track: AudioTrack | None = None
+        self.audio_source = None  # PassthroughAudio, or a PacketFeed of the device's SharedOpusEncoder
+        self.audio_route: tuple[str, str] | None = None
+
+    async def _add_audio(self, sdp: str) -> None:
+        """An audio track when the offer asks for audio and the device sends some (else the
+        offer's audio section, if any, is answered inactive: aiortc gives it no sender track)."""
+        media = await devicemedia.read(redis_client(), self.device_id)
+        route = choose_audio_route((media or {}).get("audio"), offered_audio_codecs(sdp))
+        if route is None:
+            return
+        audio = media["audio"]
+        if route[0] == PASSTHROUGH:
+            outbox = Outbox()
+            outbox.kinds = frozenset({KIND_AUDIO})
+            self.audio_source = PassthroughAudio(outbox, audio["codec"])
+            await get_hub().add_viewer(self.device_id, outbox)
+        else:
+            self.audio_source = await self.service.encoders.subscribe(self.device_id, audio)
+        self.audio_route = route
+        self.audio_track = AudioTrack(self.audio_source, self.service.stats)
+        transceiver = self.pc.addTransceiver(self.audio_track, direction="sendonly")
+        transceiver.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs
+                                         if c.mimeType.lower() == route[1]])
+        self.service.stats[f"audio_{route[0]}_peers"] += 1
 
     async def answer(self, sdp: str) -> str:
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         transceiver.setCodecPreferences(h264_codecs())
+        await self._add_audio(sdp)
         # aiortc sets a flag its encoder would read; we have no encoder: ask the device instead.
         transceiver.sender._send_keyframe = lambda: self.service.spawn(self._keyframe("pli"))
         self.pc.on("connectionstatechange", self._state_changed)
@@ -172,6 +214,13 @@ class Peer:
         self.track.stop()
         self.outbox.close()
         await get_hub().remove_viewer(self.device_id, self.outbox)
+        if self.audio_track is not None:
+            self.audio_track.stop()
+        if isinstance(self.audio_source, PassthroughAudio):
+            self.audio_source.close()
+            await get_hub().remove_viewer(self.device_id, self.audio_source.outbox)
+        elif self.audio_source is not None:
+            await self.service.encoders.unsubscribe(self.device_id, self.audio_source)
         await self.pc.close()
 
 
@@ -186,6 +235,7 @@ class PeerService:
         self.peers: dict[str, Peer] = {}
         self.said_bye: dict[str, float] = {}  # sessions ended before their offer reached us
         self.stats: Counter = Counter()
+        self.encoders = SharedEncoders(ENCODER_FRAMES)
         self.channel: str | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -310,6 +360,9 @@ class PeerService:
     async def _beat(self) -> None:
         client = redis_client()
         stats = {**self.stats, "peers": len(self.peers), "encoder_frames": sum(ENCODER_FRAMES.values()),
+                 "video_encoder_frames": sum(ENCODER_FRAMES[name] for name in VIDEO_ENCODERS),
+                 "audio_encoder_frames": ENCODER_FRAMES["SharedOpusEncoder"],
+                 "audio_encoders": len(self.encoders.by_device),
                  "capture_to_peer_ms": self._latency()}
         async with client.pipeline(transaction=False) as pipe:
             pipe.zadd(groups.webrtc_peers_key(), {self.identity: time.time()})
@@ -330,6 +383,7 @@ class PeerService:
         """Stopping: every viewer is told bye (its player falls back at once), then we leave Redis."""
         for peer in list(self.peers.values()):
             await self.end(peer, {"type": "webrtc_bye", "reason": "the WebRTC process is stopping"})
+        await self.encoders.close()
         try:
             await redis_client().zrem(groups.webrtc_peers_key(), self.identity)
         except Exception:

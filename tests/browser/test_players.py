@@ -190,3 +190,72 @@ def test_a_hung_webrtc_process_is_noticed_and_left_within_3_s(personas, h264_cam
         assert fallback["atMs"] - hung_at <= 3000
     finally:
         webrtc_process.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.mark.parametrize("audio_codec, rtp_codec", [("opus", "audio/opus"), ("pcm_alaw", "audio/PCMA")])
+def test_chromium_receives_device_audio_over_webrtc_when_it_offers_audio_and_the_page_does_not_double_play(
+        personas, acme_camera, start_agent, webrtc_process, stack_env, portal, audio_codec, rtp_codec):
+    """Chosen: the device page's player offers video only (its audio plays from the socket, muted
+    <video>); a client offering audio gets the device's Opus / A-law passed through."""
+    acme_camera.expected_media = "h264"
+    acme_camera.save(update_fields=["expected_media"])
+    agent = start_agent(acme_camera, "--codec", "h264", "--fps", "15", "--resolution", "320x180",
+                        "--audio-codec", audio_codec, "--audio-source", "tone:440")
+    wait_until(lambda: "connected: device" in agent.output(), 30, "the agent to connect")
+    browser = portal()
+    page = browser.login("carol")
+    page.goto(f"/devices/{acme_camera.pk}/?player=webrtc")
+    wait_for_state(page, "s.mode === 'webrtc' && s.player.framesInMode >= 3", 15_000)
+    video = page.evaluate("""() => { const v = document.querySelector('#player video');
+        return {muted: v.muted, audioTracks: v.srcObject ? v.srcObject.getAudioTracks().length : -1}; }""")
+    assert video == {"muted": True, "audioTracks": 0}
+    # A second viewer socket of the same person, offering audio as a third-party client would.
+    result = page.evaluate("""(id) => new Promise((resolve, reject) => {
+        const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws/view/${id}/`);
+        const pc = new RTCPeerConnection();
+        pc.addTransceiver('video', {direction: 'recvonly'});
+        pc.addTransceiver('audio', {direction: 'recvonly'});
+        pc.ontrack = (e) => {  // Chromium decodes received audio only while something plays it
+            if (e.track.kind !== 'audio') return;
+            const sink = new Audio();
+            sink.muted = true;
+            sink.srcObject = new MediaStream([e.track]);
+            sink.play().catch(() => {});
+        };
+        const readings = [];
+        const read = async () => {
+            const stats = await pc.getStats();
+            const byId = new Map([...stats.values()].map((s) => [s.id, s]));
+            for (const s of stats.values()) {
+                if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+                    readings.push({packets: s.packetsReceived, samples: s.totalSamplesReceived,
+                                   codec: (byId.get(s.codecId) || {}).mimeType});
+                }
+            }
+            if (readings.length >= 2 && readings.at(-1).packets > readings[0].packets + 10) {
+                ws.send(JSON.stringify({type: 'webrtc_bye'})); pc.close(); ws.close();
+                resolve(readings);
+            }
+        };
+        ws.onmessage = async (e) => {
+            if (typeof e.data !== 'string') return;
+            const m = JSON.parse(e.data);
+            if (m.type === 'welcome') {
+                ws.send(JSON.stringify({type: 'subscribe', kinds: []}));
+                await pc.setLocalDescription(await pc.createOffer());
+                ws.send(JSON.stringify({type: 'webrtc_offer', sdp: pc.localDescription.sdp}));
+            } else if (m.type === 'webrtc_answer') {
+                await pc.setRemoteDescription({type: 'answer', sdp: m.sdp});
+                setInterval(read, 250);
+            } else if (m.type === 'webrtc_error') {
+                reject(new Error(JSON.stringify(m)));
+            }
+        };
+        setTimeout(() => reject(new Error('no audio packets: ' + JSON.stringify(readings.slice(-3)))), 15000);
+    })""", str(acme_camera.pk))
+    print(f"\nCHROMIUM WebRTC audio from a {audio_codec} device: {result[0]['packets']} -> "
+          f"{result[-1]['packets']} packets ({result[-1]['codec']}), {result[-1]['samples']} samples decoded")
+    assert result[-1]["codec"] == rtp_codec and result[-1]["samples"] > 0
+    stats = webrtc_stats(stack_env, webrtc_process)
+    assert stats.get("encoder_frames", 0) == 0
+    assert browser.console_errors == []

@@ -80,25 +80,25 @@ def stack(django_db_setup, tmp_path):
             sys.stderr.write(f"--- {log.name} ---\n{log.read_text(errors='replace')[-2500:]}\n")
 
 
-def start_agent(stack, device, codec="h264"):
+def start_agent(stack, device, codec="h264", audio=()):
     clear, _ = device.issue_token(label="webrtc test")
     token_file = stack["tmp"] / f"token-{device.pk}"
     token_file.write_text(clear)
     token_file.chmod(0o600)
     process = start([PY, "-m", "sightline_agent", "--url", f"ws://127.0.0.1:{stack['port']}/ws/device/",
-                     "--token-file", str(token_file), "--codec", codec, "--fps", "15", "--resolution", "320x180", "--local-settings"],
+                     "--token-file", str(token_file), "--codec", codec, "--fps", "15", "--resolution", "320x180", "--local-settings", *audio],
                     stack["env"], stack["tmp"] / f"agent-{device.pk}.log")
     stack["processes"][f"agent-{device.pk}"] = process
     return process
 
 
-def run_example(stack, username, device, frames=100, timeout=40):
+def run_example(stack, username, device, frames=100, timeout=40, extra=()):
     use_server_password_hasher(username, "password")
     password_file = stack["tmp"] / "password"
     password_file.write_text("password")
     return subprocess.run([PY, "examples/webrtc_viewer.py", "--url", stack["url"], "--user", username,
                            "--password-file", str(password_file), "--device", str(device.pk),
-                           "--frames", str(frames), "--timeout", str(timeout)],
+                           "--frames", str(frames), "--timeout", str(timeout), *extra],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30)
 
 
@@ -130,3 +130,63 @@ def test_a_jpeg_device_is_refused_with_not_h264_and_the_process_keeps_serving(st
     assert result.returncode == 1
     assert '"not_h264"' in result.stdout
     assert stack["processes"]["webrtc"].poll() is None
+
+
+def wav_samples(path):
+    """(rate, the first channel's samples) of a 16-bit WAV file."""
+    import wave
+    from array import array
+
+    with wave.open(str(path)) as wav:
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        samples = array("h", wav.readframes(wav.getnframes()))
+    return rate, samples[::channels]
+
+
+@pytest.mark.parametrize("audio_codec, rtp_codec, rate, route", [
+    ("opus", "audio/opus", 48000, "passthrough"),
+    ("pcm_alaw", "audio/PCMA", 8000, "passthrough"),
+    ("pcm_s16le", "audio/opus", 48000, "transcode"),
+])
+def test_the_device_tone_reaches_an_aiortc_viewer_over_webrtc_audio(stack, personas, acme_camera, audio_codec,
+                                                                   rtp_codec, rate, route):
+    import json
+
+    from tests.test_webrtc_audio import strongest_frequency
+
+    start_agent(stack, acme_camera, audio=("--audio-codec", audio_codec, "--audio-source", "tone:440"))
+    wait_until(lambda: "connected: device" in (stack["tmp"] / f"agent-{acme_camera.pk}.log").read_text(), 30,
+               "the agent to connect")
+    wav = stack["tmp"] / "received.wav"
+    result = run_example(stack, personas["viewer"].username, acme_camera, frames=30,
+                         extra=("--audio-frames", "100", "--audio-wav", str(wav)))  # 2 s of 20 ms frames
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["audio_codec"], summary["audio_rate"]) == (rtp_codec, rate)
+    wav_rate, samples = wav_samples(wav)
+    assert wav_rate == rate and len(samples) >= rate * 1.5
+    step = rate // 8000  # one second at 8 kHz is plenty for a 440 Hz tone
+    found = strongest_frequency(samples[-rate:][::step], rate // step)
+    print(f"\n{audio_codec} device -> WebRTC {rtp_codec} ({route}): {summary['audio_frames']} audio frames, "
+          f"tone found at {found} Hz; {summary['frames']} video frames")
+    assert abs(found - 440) <= 10
+    stats = wait_until(lambda: (s := webrtc_stats(stack["env"])).get("audio_packets_sent", 0) >= 100 and s, 10,
+                       "WebRTC stats")
+    assert stats["video_encoder_frames"] == 0  # H.264 still passed through
+    assert stats[f"audio_{route}_peers"] == 1
+    if route == "passthrough":
+        assert stats["encoder_frames"] == 0  # no encoder ran at all
+    else:
+        assert stats["audio_encoder_frames"] >= 100 and stats["encoder_frames"] == stats["audio_encoder_frames"]
+
+
+def test_a_device_without_audio_gets_its_audio_section_answered_inactive(stack, personas, acme_camera):
+    import json
+
+    start_agent(stack, acme_camera)
+    wait_until(lambda: "connected: device" in (stack["tmp"] / f"agent-{acme_camera.pk}.log").read_text(), 30,
+               "the agent to connect")
+    result = run_example(stack, personas["viewer"].username, acme_camera, frames=15, timeout=20)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["audio_codec"] is None and summary["audio_frames"] == 0 and summary["frames"] >= 15
