@@ -339,3 +339,12 @@ def wait_for_state(page, expression: str, timeout_ms: int = 20_000):
     handle = page.wait_for_function(f"() => {{ const s = window.sightline; return s && ({expression}); }}",
                                     timeout=timeout_ms)
     return handle.json_value()
+
+
+def pytest_collection_modifyitems(items):
+    """Every browser test flushes with sequences reset. The test server lives across tests and
+    caches content type ids (ContentType.objects), which the admin writes into its log entries;
+    the flush re-creates the content types, and only with sequences reset do they get the same ids."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.django_db(transaction=True, reset_sequences=True), append=False)

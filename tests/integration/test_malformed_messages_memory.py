@@ -17,7 +17,7 @@ from tests.integration.live_server import KeptAlive, LiveServer, open_device, op
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 PER_SHAPE = int(os.environ.get("SIGHTLINE_MALFORMED_PER_SHAPE", 1000))
-WARM_UP = 50
+WARM_UP = 300  # a fresh server grows its thread pool, pools and caches once; a leak grows with every message
 CONCURRENCY = 8  # also the number of devices: two connections of one device would replace each other (4012)
 RSS_TOLERANCE = 2 * 1024 * 1024
 VIEWER_SHAPES = {
