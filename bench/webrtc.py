@@ -118,6 +118,14 @@ def count_frames_from_rtp() -> None:
     receiver.RTCRtpReceiver._bench_counting = True
 
 
+def _origin_of(url: str) -> str:
+    """The page origin a browser would send for this socket URL (scheme, host and port are compared)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+
+
 async def device(url: str, token: str, clip, stop: asyncio.Event):
     import websockets
 
@@ -149,7 +157,7 @@ async def webrtc_viewer(url: str, cookie: str, tally: Tally, tally_ready: asynci
     import websockets
     from aiortc import RTCPeerConnection, RTCSessionDescription
 
-    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"},
+    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": _origin_of(url)},
                                   max_size=None) as ws:
         await ws.send(json.dumps({"type": "subscribe", "kinds": []}))
         pc = RTCPeerConnection()
@@ -181,7 +189,7 @@ async def ws_viewer(url: str, cookie: str, tally: Tally, stop: asyncio.Event):
 
     import websockets
 
-    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": "http://127.0.0.1"},
+    async with websockets.connect(url, additional_headers={"Cookie": cookie, "Origin": _origin_of(url)},
                                   max_size=None, compression=None) as ws:
         await ws.send(json.dumps({"type": "subscribe", "kinds": ["h264"]}))
         while not stop.is_set():
