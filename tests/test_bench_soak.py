@@ -1,0 +1,65 @@
+"""The soak's pure verdicts (bench/soak.py): growth, flatness, warm-up choice, one process's row."""
+import pytest
+
+from bench import soak
+
+
+def test_growth_is_the_change_in_percent_of_the_first_value():
+    assert soak.growth_percent(100, 105) == pytest.approx(5.0)
+    assert soak.growth_percent(200, 150) == pytest.approx(-25.0)
+
+
+def test_growth_from_nothing_is_zero_rather_than_a_division_error():
+    assert soak.growth_percent(0, 50) == 0.0
+
+
+def test_rss_growth_of_exactly_five_percent_passes_and_more_fails():
+    assert soak.rss_ok(1000, 1050)
+    assert not soak.rss_ok(1000, 1051)
+    assert soak.rss_ok(1000, 900)  # shrinking is fine
+
+
+def test_fds_are_flat_within_the_slack_and_not_beyond():
+    assert soak.fds_flat(40, 40 + soak.FD_SLACK)
+    assert not soak.fds_flat(40, 41 + soak.FD_SLACK)
+    assert soak.fds_flat(40, 12)
+
+
+def test_the_warm_up_sample_is_the_first_at_or_after_the_warm_up():
+    times = [100.0, 130.0, 160.0, 220.0, 250.0]
+    assert soak.warmup_index(times, 120) == 3
+    assert soak.warmup_index(times, 0) == 0
+
+
+def test_a_soak_shorter_than_the_warm_up_judges_from_the_last_sample():
+    assert soak.warmup_index([0.0, 30.0], 120) == 1
+    with pytest.raises(ValueError):
+        soak.warmup_index([], 120)
+
+
+def test_a_process_is_judged_from_the_warm_up_sample_with_the_max_fds_seen_since():
+    series = soak.Series("web-a/uvicorn uvicorn[1]", {0: (50, 10), 1: (100, 20), 2: (110, 30), 3: (104, 21)})
+    row = soak.judge(series, base=1, last=3)
+    assert (row["rss_first"], row["rss_last"], row["fds_first"], row["fds_last"], row["fds_max"]) == (100, 104, 20, 21, 30)
+    assert row["growth"] == pytest.approx(4.0) and row["rss_ok"] and row["fds_ok"]
+
+
+def test_a_leaking_process_fails_both_bars():
+    row = soak.judge(soak.Series("p", {0: (100, 10), 1: (200, 100)}), base=0, last=1)
+    assert not row["rss_ok"] and not row["fds_ok"]
+
+
+def test_a_process_not_alive_at_both_ends_is_not_judged():
+    assert soak.judge(soak.Series("born late", {2: (10, 5), 3: (10, 5)}), base=1, last=3) is None
+    assert soak.judge(soak.Series("died", {1: (10, 5)}), base=1, last=3) is None
+
+
+def test_the_markdown_table_has_a_header_a_rule_and_one_line_per_row():
+    table = soak.markdown_table(("a", "b"), [(1, 2), ("x", "y")])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 | 2 |", "| x | y |"]
+
+
+def test_without_root_the_soak_says_so_and_exits_2(capsys, monkeypatch):
+    monkeypatch.setattr(soak.os, "geteuid", lambda: 1000)
+    assert soak.main(["--minutes", "1"]) == 2
+    assert "needs root" in capsys.readouterr().err
