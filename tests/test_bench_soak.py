@@ -1,4 +1,6 @@
 """The soak's pure verdicts (bench/soak.py): growth, flatness, warm-up choice, one process's row."""
+import os
+
 import pytest
 
 from bench import soak
@@ -40,7 +42,8 @@ def test_a_soak_shorter_than_the_warm_up_judges_from_the_last_sample():
 def test_a_process_is_judged_from_the_warm_up_sample_with_the_max_fds_seen_since():
     series = soak.Series("web-a/uvicorn uvicorn[1]", {0: (50, 10), 1: (100, 20), 2: (110, 30), 3: (104, 21)})
     row = soak.judge(series, base=1, last=3)
-    assert (row["rss_first"], row["rss_last"], row["fds_first"], row["fds_last"], row["fds_max"]) == (100, 104, 20, 21, 30)
+    figures = (row["rss_first"], row["rss_last"], row["fds_first"], row["fds_last"], row["fds_max"])
+    assert figures == (100, 104, 20, 21, 30)
     assert row["growth"] == pytest.approx(4.0) and row["rss_ok"] and row["fds_ok"]
 
 
@@ -63,3 +66,73 @@ def test_without_root_the_soak_says_so_and_exits_2(capsys, monkeypatch):
     monkeypatch.setattr(soak.os, "geteuid", lambda: 1000)
     assert soak.main(["--minutes", "1"]) == 2
     assert "needs root" in capsys.readouterr().err
+
+
+class _FakeChild:
+    pid = os.getpid()
+
+
+class _FakeLab:
+    """Just what soak() touches: seeding, the started processes (here: this test process)."""
+    children = {"web-a/uvicorn": _FakeChild()}
+
+    def seed(self, cameras):
+        return {"owner": "cookie", "cameras": [{"id": f"dev{n}", "token": "t"} for n in range(cameras)]}
+
+
+class _FakeCamera:
+    def __init__(self, lab, token, which, fps, device_id):
+        self.sent = [(0.0, seq) for seq in range(1, 11)]
+
+    def stop(self):
+        pass
+
+
+class _FakeViewer:
+    def __init__(self, lab, device_id, cookie, which, reconnect):
+        self.frames = [(0.0, seq) for seq in range(1, 11)]
+
+    def wait_frames(self, count, timeout):
+        return [seq for _, seq in self.frames]
+
+    def stop(self):
+        pass
+
+
+class _FakeTap:
+    def __init__(self, lab, device_id):
+        self.seqs = set(range(1, 11))
+
+    def stop(self):
+        pass
+
+
+@pytest.fixture
+def fake_clients(monkeypatch):
+    from tests.multihost import clients
+
+    monkeypatch.setattr(clients, "Camera", _FakeCamera)
+    monkeypatch.setattr(clients, "Viewer", _FakeViewer)
+    monkeypatch.setattr(clients, "FrameTap", _FakeTap)
+    monkeypatch.setattr(soak.time, "sleep", lambda seconds: None)
+
+
+def test_a_soak_where_every_accepted_frame_is_recorded_passes_and_prints_both_tables(fake_clients, monkeypatch,
+                                                                                    capsys):
+    monkeypatch.setattr(soak, "segments_since",
+                        lambda lab, device_id, cookie, since: [{"state": "archived", "frames": 10}])
+    assert soak.soak(_FakeLab(), cameras=2, minutes=0, sample_seconds=0, warmup_minutes=0)
+    out = capsys.readouterr().out
+    assert "| camera 1 | 10 | 10 | 10 | 0 | 1 archived |" in out
+    assert "| **total** | 20 | 20 | 20 | 0 |  |" in out
+    assert "web-a/uvicorn" in out and "RSS first MiB" in out
+    assert "PASS: recorded = accepted (20 of 20" in out
+
+
+def test_a_soak_that_lost_frames_fails_and_names_the_camera(fake_clients, monkeypatch, capsys):
+    monkeypatch.setattr(soak, "segments_since",
+                        lambda lab, device_id, cookie, since: [{"state": "archived", "frames": 7},
+                                                               {"state": "failed", "frames": 3}])
+    assert not soak.soak(_FakeLab(), cameras=1, minutes=0, sample_seconds=0, warmup_minutes=0)
+    assert "FAIL: recorded = accepted (7 of 10; no faults, so no camera may lose any); lost frames: camera 0" \
+        in capsys.readouterr().out
