@@ -163,6 +163,10 @@ if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] <= LONGEST_TASK_SECONDS
         "or Redis hands a running task to a second worker"
     )
 CELERY_RESULT_EXPIRES = 3600
+# No caller reads a task's return value (segment and export rows carry the state), so nothing is
+# stored: each result would sit in Redis for CELERY_RESULT_EXPIRES, one per segment per step,
+# and grow Redis with the archive (bench/soak.py judges Redis's RSS too).
+CELERY_TASK_IGNORE_RESULT = True
 # celery-task-meta-* results under the same prefix.
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_NAMES.celery_key_prefix}
 CELERY_TASK_SERIALIZER = "json"

@@ -42,3 +42,9 @@ def test_a_visibility_timeout_below_the_longest_task_is_refused_at_start():
              "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode != 0 and "CELERY_VISIBILITY_TIMEOUT" in done.stderr
+
+
+def test_no_task_stores_its_result_in_redis():
+    # Nothing reads a result; stored ones would pile up in Redis for CELERY_RESULT_EXPIRES.
+    for name, task in _our_tasks().items():
+        assert task.ignore_result, name
