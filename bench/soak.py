@@ -140,9 +140,14 @@ def shared_memory_bytes(pid: int) -> int:
 
 
 def process_label(key: str, name: str, cmdline: list[str], pid: int) -> str:
-    """`data/postgres checkpointer[42]`: PostgreSQL names each child's role in its command line."""
-    if name == "postgres" and len(cmdline) == 1 and cmdline[0].startswith("postgres: "):
-        name = cmdline[0].removeprefix("postgres: ").split(" ")[0] or name
+    """`data/postgres checkpointer[42]`: PostgreSQL writes each child's role into its command line
+    ("postgres: [cluster: ]checkpointer", "postgres: user db host(port) idle" for a backend)."""
+    words = [word for word in cmdline if word]
+    if name == "postgres" and len(words) == 1 and words[0].startswith("postgres: "):
+        role = words[0].removeprefix("postgres: ").strip()
+        if ": " in role:  # a cluster name ("15/main: checkpointer")
+            role = role.split(": ", 1)[1]
+        name = "backend" if "(" in role else role.replace(" ", "-") or name
     return f"{key} {name}[{pid}]"
 
 

@@ -47,8 +47,12 @@ def test_shared_memory_is_not_counted_as_the_process_growing():
 
 
 def test_postgresql_children_are_labelled_by_their_role():
-    assert soak.process_label("data/postgres", "postgres", ["postgres: checkpointer "], 7) == \
+    assert soak.process_label("data/postgres", "postgres", ["postgres: checkpointer ", "", ""], 7) == \
         "data/postgres checkpointer[7]"
+    assert soak.process_label("db", "postgres", ["postgres: 15/main: background writer ", ""], 8) == \
+        "db background-writer[8]"
+    assert soak.process_label("db", "postgres", ["postgres: postgres sightline 10.0.0.2(4321) idle", ""], 9) == \
+        "db backend[9]"
     assert soak.process_label("data/postgres", "postgres", ["/usr/lib/postgresql/15/bin/postgres", "-D", "x"], 6) \
         == "data/postgres postgres[6]"
     assert soak.process_label("web-a/uvicorn", "uvicorn", ["uvicorn"], 9) == "web-a/uvicorn uvicorn[9]"
