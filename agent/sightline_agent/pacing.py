@@ -81,6 +81,7 @@ class Pacer:
         self.offered_bytes = 0
         self.skipped = 0
         self.until_keyframe = False  # an H.264 frame was skipped: so is the rest of its group
+        self.limited_by = ""  # the bucket that last held a frame back: bytes, messages or frames
 
     @property
     def budget(self) -> float | None:
@@ -120,8 +121,11 @@ class Pacer:
         return self.offered_bytes / max(now - self.started, 1e-3)
 
     def _fits(self, wanted: dict, now: float, reserve: float) -> bool:
-        return all(bucket.fits(wanted[name], now, reserve * bucket.capacity)
-                   for name, bucket in self.buckets.items() if name in wanted)
+        for name, bucket in self.buckets.items():
+            if name in wanted and not bucket.fits(wanted[name], now, reserve * bucket.capacity):
+                self.limited_by = name
+                return False
+        return True
 
     def _take(self, wanted: dict) -> None:
         for name, bucket in self.buckets.items():
