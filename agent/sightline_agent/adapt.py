@@ -69,6 +69,7 @@ class Adapter:
         self.quiet_windows = 0
         self.up_after = UP_AFTER_WINDOWS
         self._just_raised = False
+        self._just_changed = False
 
     def _cost(self, level: Level) -> float:
         """A level's bytes a second relative to the others' (for predictions only)."""
@@ -98,11 +99,15 @@ class Adapter:
         offered, skipped = self.window_bytes / elapsed, self.window_skipped
         self._start_window(now)
         just_raised, self._just_raised = self._just_raised, False
-        if skipped or offered > budget:
+        # Skips in the window right after a change are the old level's debt (the buckets it
+        # drained refilling), not the new level's doing: that window is judged by its rate only.
+        just_changed, self._just_changed = self._just_changed, False
+        if (skipped and not just_changed) or offered > budget:
             self.quiet_windows = 0
             if just_raised:  # the level above does not fit this scene: try it less often
                 self.up_after = min(UP_AFTER_MAX_WINDOWS, self.up_after * 2)
-            return self._down(offered / budget if offered > budget else 1.0 / QUALITY_STEP_FACTOR)
+            self._just_changed = self._down(offered / budget if offered > budget else 1.0 / QUALITY_STEP_FACTOR)
+            return self._just_changed
         self.quiet_windows += 1
         if self.quiet_windows < self.up_after or self.index == 0:
             return False
@@ -111,7 +116,7 @@ class Adapter:
             return False
         self.index -= 1
         self.quiet_windows = 0
-        self._just_raised = True
+        self._just_raised = self._just_changed = True
         return True
 
     def _down(self, overshoot: float) -> bool:

@@ -12,12 +12,16 @@ socket, each full at the start and holding ``burst_seconds`` of its rate:
 go now. Pure: the clock is passed in, nothing is sent or slept here.
 
 Why the margins: the server's buckets run on arrival times, which the network can squeeze
-together (a stall, then a batch). Our bytes and messages buckets fill at ``RATE_MARGIN`` of the
-server's rate, and video never takes the last ``RESERVE`` of any bucket, so a squeezed batch
-still fits and audio (small, and the first thing a person notices when it breaks) keeps room
-when video has used the rest. The frames bucket runs at the full ``max_fps``: the agent's own
-schedule already keeps to its fps, and a 90 % margin there would drop one frame in ten of a
-device sending exactly ``max_fps``; its reserve covers the squeezing.
+together (a stall, then a batch). A stall while the server's bucket is full wastes its refill,
+so what the agent sent during the stall must fit in what is left: our buckets hold only
+``BURST_SHARE`` of the server's burst, and the rest of the server's bucket absorbs the batch.
+Measured (tests/test_agent_pacing_server.py, a camera far over every limit): stalls of up to
+1 s never end in 4009; longer ones can, and the agent then reconnects as before. Our bytes and
+messages buckets fill at ``RATE_MARGIN`` of the server's rate, and video never takes the last
+``RESERVE`` of a bucket, so audio (small, and the first thing a person notices when it breaks)
+keeps room when video has used the rest. The frames bucket fills at the full ``max_fps``: the
+agent's own schedule already keeps to its fps, and a 90 % margin there would skip one frame in
+ten of a device sending exactly ``max_fps``.
 
 H.264 frames depend on the ones before them back to the last keyframe, so once one is
 skipped the rest of its group of pictures is skipped too, up to the next keyframe that fits:
@@ -26,7 +30,8 @@ viewers see a pause, never a smeared picture. JPEG frames each stand alone.
 from __future__ import annotations
 
 RATE_MARGIN = 0.9
-RESERVE = 0.1  # of each bucket's capacity, kept back from video
+BURST_SHARE = 0.5  # of the server's burst that the agent lets itself use
+RESERVE = 0.1  # of each of our buckets' capacity, kept back from video
 DEFAULT_BURST_SECONDS = 2.0  # the server's BURST_SECONDS, if a welcome does not say
 
 
@@ -76,7 +81,7 @@ class Pacer:
                                   ("frames", "max_fps", 1.0)):
             rate = _positive(limits, key)
             if rate is not None:
-                self.buckets[name] = Bucket(rate * margin, rate * margin * burst, now)
+                self.buckets[name] = Bucket(rate * margin, rate * margin * burst * BURST_SHARE, now)
         self.started = now
         self.offered_bytes = 0
         self.skipped = 0

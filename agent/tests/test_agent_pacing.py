@@ -164,6 +164,17 @@ def test_skipped_frames_step_down_even_when_the_window_average_fits():
     assert adapter.decide(0.9 * MB, WINDOW_SECONDS) and adapter.index == 1
 
 
+def test_skips_just_after_a_step_down_do_not_push_it_further():
+    adapter = Adapter(10, 75, 0.0)
+    adapter.on_offered(10 * MB)
+    assert adapter.decide(0.9 * MB, WINDOW_SECONDS)
+    level = adapter.index
+    adapter.on_offered(1000, skipped=True)  # the drained buckets refilling
+    assert not adapter.decide(0.9 * MB, 2 * WINDOW_SECONDS) and adapter.index == level
+    adapter.on_offered(1000, skipped=True)  # a window later, a skip is the level's own
+    assert adapter.decide(0.9 * MB, 3 * WINDOW_SECONDS) and adapter.index == level + 1
+
+
 def test_an_unlimited_budget_never_adapts():
     adapter = Adapter(10, 75, 0.0)
     adapter.on_offered(10 * MB)
