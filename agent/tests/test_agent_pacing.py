@@ -179,3 +179,58 @@ def test_an_unlimited_budget_never_adapts():
     adapter = Adapter(10, 75, 0.0)
     adapter.on_offered(10 * MB)
     assert not adapter.decide(None, 10.0) and adapter.index == 0
+
+
+# -- in the agents ------------------------------------------------------------------------
+
+
+def test_a_relayed_camera_over_the_byte_limit_is_skipped_to_keyframes_and_warned_about_once():
+    import io
+
+    from sightline_agent.encoders import EncodedFrame
+    from sightline_agent.passthrough import PassthroughAgent
+    from sightline_agent.protocol import KIND_H264, encode_frame
+    from sightline_agent.rtsp import CameraInfo, RtspCamera
+    from sightline_agent.session import AgentConfig
+    from sightline_agent.status import Counters, StatusLine
+
+    camera = RtspCamera("rtsp://u:secret@10.0.0.5/live")
+    camera.info = CameraInfo(1920, 1080, 25.0, None)
+    out = io.StringIO()
+    agent = PassthroughAgent(AgentConfig(url="ws://x/ws/device/", token="t"), camera,
+                             StatusLine(Counters(), stream=out))
+    agent._apply_welcome({"type": "welcome", "device_id": "d",
+                          "limits": {"max_fps": 30, "max_bytes_per_second": 500_000, "burst_seconds": 2.0}})
+    assert agent.adapter is None  # nothing to adapt in a relayed stream
+    admitted = []
+    for index in range(100):
+        frame = EncodedFrame(KIND_H264, b"x" * 60_000, index % 25 == 0)  # 1.5 MB/s
+        admitted.append(agent._admit(frame, "video", encode_frame(KIND_H264, frame.payload, 1, 0, frame.keyframe)))
+    assert 0 < sum(admitted) < 100 and agent.counters.frames_skipped == 100 - sum(admitted)
+    for index in range(1, 100):  # once skipping began, only a keyframe starts sending again
+        assert not admitted[index] or admitted[index - 1] or index % 25 == 0
+    text = out.getvalue()
+    assert text.count("WARNING") == 1 and "above the 500 kB/s the server allows" in text
+    assert "to the next keyframe" in text and "secret" not in text
+
+
+def test_the_agents_own_jpeg_quality_follows_the_adapter_and_returns_on_a_new_connection():
+    from sightline_agent.encoders import JpegEncoder
+    from sightline_agent.session import Agent, AgentConfig
+    from sightline_agent.sources import PatternSource
+
+    encoder = JpegEncoder(75)
+    agent = Agent(AgentConfig(url="ws://x/ws/device/", token="t", fps=10), PatternSource(), encoder)
+    welcome = {"type": "welcome", "device_id": "d", "limits": {"max_fps": 60, "max_bytes_per_second": 100_000}}
+    agent._apply_welcome(welcome)
+    agent.adapter.on_offered(10 * MB)
+    agent.adapter.window_start -= WINDOW_SECONDS
+    agent._adapt()
+    assert encoder.quality == 10 and agent._video_fps() == 1  # 100 times over: the bottom of the ladder
+    assert agent.counters.paced == "1 fps at quality 10 under 100 kB/s"
+    agent._apply_welcome(welcome)  # reconnected: the server's buckets are full again
+    assert encoder.quality == 75 and agent._video_fps() == 10 and agent.counters.paced == ""
+    agent.config.pacing = False
+    agent.pacer = agent.adapter = None
+    agent._apply_welcome(welcome)
+    assert agent.pacer is None and agent._video_fps() == 10
