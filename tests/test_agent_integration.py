@@ -48,7 +48,9 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def server_env():
+def server_env(request):
+    """The server's environment; a test may add variables with
+    ``@pytest.mark.parametrize("server_env", [{"MAX_BYTES_PER_SECOND": "100000"}], indirect=True)``."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST") and k != "SIGHTLINE_DEVICE_TOKEN"},
         "DJANGO_SETTINGS_MODULE": "project.settings",
@@ -63,6 +65,7 @@ def server_env():
     }
     # The server must use the database this test writes to (under pytest-django, the test database).
     env["DATABASE_URL"] = subprocess_database_url()
+    env.update(getattr(request, "param", {}))
     return env
 
 

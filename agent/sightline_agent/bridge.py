@@ -3,7 +3,8 @@
 Each camera is isolated: its own demux thread (rtsp.RtspCamera: a camera that
 hangs blocks only its thread) and its own asyncio task with its own portal
 connection (passthrough.PassthroughAgent: a camera whose token is refused
-stops alone). A table of every camera (state, fps, bitrate, reconnects) is
+stops alone). A table of every camera (state, fps, bitrate, frames skipped to stay
+under the server's limits, reconnects) is
 printed every ``status_every`` seconds; SIGINT/SIGTERM close every portal
 connection cleanly (close code 1000) and stop the threads. docs/agent.md,
 "Bridge mode", documents the file:
@@ -160,12 +161,14 @@ class CameraLog(StatusLine):
 
 def status_table(rows: list[tuple[str, Counters, RtspCamera]], now: float) -> str:
     """The periodic table: one line per camera."""
-    lines = [f"{'camera':<16} {'portal':<12} {'camera state':<12} {'fps':>5} {'kbit/s':>8} "
+    lines = [f"{'camera':<16} {'portal':<12} {'camera state':<12} {'fps':>5} {'kbit/s':>8} {'skipped':>8} "
              f"{'reconnects':>10} {'camera reconnects':>17}  last camera error"]
     for name, counters, camera in rows:
         fps, kbps = counters.rates(now)
+        # skipped: frames the pacer held back because the camera is above the server's limits.
         lines.append(f"{name[:16]:<16} {counters.state[:12]:<12} {camera.state[:12]:<12} {fps:5.1f} {kbps:8.1f} "
-                     f"{counters.reconnects:>10} {camera.reconnects:>17}  {camera.last_error[:80]}")
+                     f"{counters.frames_skipped:>8} {counters.reconnects:>10} {camera.reconnects:>17}  "
+                     f"{camera.last_error[:80]}")
     return "\n".join(lines) + "\n"
 
 

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (exit 0)")
     parser.add_argument("--frames", type=int, metavar="N", help="stop after sending N video frames (exit 0)")
     parser.add_argument("--quiet", action="store_true", help="no status line or event lines; errors only")
+    parser.add_argument("--no-pacing", action="store_true",
+                        help="send at --fps and --jpeg-quality even above the rate limits in the server's welcome "
+                             "(the server then closes with 4009 and the agent reconnects); for tests and comparisons")
     parser.add_argument("--auth", choices=["header", "subprotocol"], default="header",
                         help="present the token as an Authorization header (default) or as a WebSocket subprotocol")
     parser.add_argument("--name", default="", metavar="LABEL", help="a label sent in hello and shown in messages")
@@ -138,6 +141,7 @@ def config_from_args(args) -> AgentConfig:
         metadata=args.metadata,
         fps=args.fps, width=width, height=height, duration=args.duration, frames=args.frames,
         name=args.name, use_server_settings=not args.local_settings,
+        pacing=not args.no_pacing,
         ca_file=args.ca_file, insecure=args.insecure,
     )
 

@@ -7,7 +7,10 @@ device is online while the camera streams: the portal connection is opened once
 the camera is, with a hello describing the camera's real stream, and closed when
 the camera drops (viewers see the device go offline, then online when it returns).
 After every (re)connection to the portal, access units are skipped until the next
-keyframe, so viewers and the recorder always start on a decodable picture.
+keyframe, so viewers and the recorder always start on a decodable picture. A camera
+above the server's limits (max_fps, max_bytes_per_second) cannot be made smaller here:
+the pacer (pacing.py) skips the rest of a group of pictures that does not fit, warns
+once a connection by how much the camera is over, and the connection stays up.
 
 Commands: a relayed stream's fps and size cannot change (that would need a
 re-encode); brightness and contrast go to the camera's ONVIF imaging service when
@@ -115,9 +118,15 @@ class PassthroughAgent(Agent):
         super()._apply_welcome(welcome)
         fps, limit = self.camera.info.fps, self.limits["max_fps"]
         if fps and fps > limit:
-            # Frames cannot be dropped from an H.264 stream without breaking the pictures after them.
-            self.status.error(f"the camera sends {fps:g} fps, above the server's max_fps={limit}: the server "
-                              "will refuse the stream; lower the frame rate in the camera's settings")
+            # Frames cannot be dropped from an H.264 stream without breaking the pictures after them:
+            # the pacer skips whole ends of groups of pictures, so viewers see pauses.
+            self.status.error(f"the camera sends {fps:g} fps, above the server's max_fps={limit}: "
+                              + ("frames will be skipped to the next keyframe (viewers see pauses)"
+                                 if self.config.pacing else "the server will refuse the stream")
+                              + "; lower the frame rate in the camera's settings")
+
+    def _make_adapter(self, now: float) -> None:
+        return None  # the camera's stream is relayed as received: nothing here can make it smaller
 
     def _hello(self) -> dict:
         info = self.camera.info

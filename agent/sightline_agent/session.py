@@ -9,6 +9,8 @@ welcome, then these tasks until the socket ends or the run is done:
 
 - video: capture → brightness/contrast → encode (in one worker thread, so the
   event loop keeps answering pings) → send, paced by the monotonic clock;
+  every frame passes the pacer first (pacing.py: the server's token buckets,
+  mirrored), and the frame rate and JPEG quality follow the byte budget (adapt.py);
 - audio (with --audio / --audio-codec): 20 ms of the audio source, encoded (agent/audio.py);
 - talk-back (with --talkback): operator audio from the server, played (agent/talkback.py);
 - metadata (with --metadata): one JSON frame a second;
@@ -38,6 +40,7 @@ from sightline_agent import AGENT_NAME
 from sightline_agent.controls import CameraSettings, InvalidSetting, apply_command, apply_welcome
 from sightline_agent.audio import CHUNK_SECONDS as AUDIO_CHUNK_SECONDS
 from sightline_agent.audio import AudioEncoder, open_audio_source
+from sightline_agent.adapt import Adapter
 from sightline_agent.encoders import EncodedFrame
 from sightline_agent.imaging import adjust
 from sightline_agent.reconnect import (
@@ -55,12 +58,14 @@ from sightline_agent.reconnect import (
 from sightline_agent.sources import SourceUnavailable
 from sightline_agent.status import Counters, StatusLine
 from sightline_agent.tls import client_context, handshake_failed_message, untrusted_message
-from sightline_agent.protocol import KIND_AUDIO, KIND_METADATA, encode_frame
+from sightline_agent.pacing import Pacer, rate_text
+from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_METADATA, encode_frame
 
 WELCOME_TIMEOUT_SECONDS = 10.0
 STATS_EVERY_SECONDS = 10.0
 METADATA_EVERY_SECONDS = 1.0
 DEFAULT_LIMITS = {"max_message_bytes": 1024 * 1024, "max_frame_bytes": 4 * 1024 * 1024, "max_fps": 60,
+                  "max_bytes_per_second": 8 * 1024 * 1024, "max_messages_per_second": 1000, "burst_seconds": 2.0,
                   "heartbeat_seconds": 10, "dead_after_seconds": 30}
 
 
@@ -84,6 +89,7 @@ class AgentConfig:
     use_server_settings: bool = True
     ca_file: str | None = None  # wss://: also trust this CA (sightline_agent/tls.py)
     insecure: bool = False  # wss://: check no certificate (warned loudly)
+    pacing: bool = True  # keep under the welcome's rate limits (pacing.py); off only to show what 4009 is
 
     def connect_arguments(self) -> dict:
         """How the token travels: a header, or the subprotocol list (never the URL)."""
@@ -121,6 +127,11 @@ class Agent:
         self._oversized_warned = False
         self.ssl_context = client_context(config.url, config.ca_file, config.insecure)
         self.keyframe_requested = False  # set by the server's "keyframe" request, read by _video
+        # Per connection, from the welcome's limits (None with --no-pacing, or before a welcome).
+        self.pacer: Pacer | None = None
+        self.adapter: Adapter | None = None
+        self._full_quality = getattr(encoder, "quality", None)  # --jpeg-quality, before any adapting
+        self._skip_warned = False
 
     # -- the whole run -------------------------------------------------------------
 
@@ -280,6 +291,14 @@ class Agent:
             for key, reason in rejected.items():
                 self.status.error(f"ignored the server's setting {key}: {reason}")
         self.settings.fps = max(1, min(self.settings.fps, int(self.limits["max_fps"])))
+        if self.config.pacing:
+            # The server's buckets are new and full on every connection: so are ours.
+            now = time.monotonic()
+            self.pacer = Pacer(self.limits, now)
+            self.adapter = self._make_adapter(now)
+            self._skip_warned = False
+            self._set_quality(self._full_quality)
+            self.counters.paced = ""
         self.counters.state = "streaming"
         self.counters.resolution = self.settings.resolution
         self.status.event(f"connected: device {welcome.get('device_id')}, {self.settings.resolution} "
@@ -325,9 +344,12 @@ class Agent:
                                   f"max_frame_bytes={self.limits['max_frame_bytes']} (lower --jpeg-quality or resolution)")
             return False
         stream = {KIND_AUDIO: "audio", KIND_METADATA: "metadata"}.get(frame.kind, "video")
-        seq = self.seqs[stream] = (self.seqs[stream] + 1) & 0xFFFFFFFF
+        seq = (self.seqs[stream] + 1) & 0xFFFFFFFF
         messages = encode_frame(frame.kind, frame.payload, seq, timestamp_us, frame.keyframe,
                                 max_message_bytes=int(self.limits["max_message_bytes"]))
+        if not self._admit(frame, stream, messages):
+            return False  # its seq is not used: viewers see consecutive numbers, no loss counted
+        self.seqs[stream] = seq
         async with self._send_lock:
             for message in messages:
                 await ws.send(message)
@@ -336,6 +358,71 @@ class Agent:
         elif stream == "audio":
             self.counters.on_audio_frame(seq, len(frame.payload))
         return True
+
+    def _admit(self, frame: EncodedFrame, stream: str, messages: list[bytes]) -> bool:
+        if self.pacer is None:
+            return True
+        now, sizes = time.monotonic(), [len(message) for message in messages]
+        if stream == "video":
+            admitted = self.pacer.admit_video(sizes, frame.keyframe, frame.kind == KIND_H264, now)
+        else:
+            admitted = self.pacer.admit_other(sizes, now)
+        if self.adapter is not None:
+            self.adapter.on_offered(sum(sizes), skipped=stream == "video" and not admitted)
+        if not admitted and stream == "video":
+            self.counters.frames_skipped += 1
+            if not self._skip_warned and (self.adapter is None or self.adapter.index == len(self.adapter.levels) - 1):
+                self._skip_warned = True
+                self.status.warning(self._skip_message(now))
+        return admitted
+
+    def _skip_message(self, now: float) -> str:
+        """Once a connection, when skipping is all the agent can do: what is over which limit."""
+        pacer = self.pacer
+        if pacer.limited_by == "frames":
+            over = f"more than the server's max_fps={self.limits['max_fps']}"
+        elif pacer.limited_by == "messages":
+            over = f"more than the server's max_messages_per_second={self.limits['max_messages_per_second']}"
+        else:
+            over = (f"{rate_text(pacer.offered_rate(now))}, above the "
+                    f"{rate_text(self.limits['max_bytes_per_second'])} the server allows (max_bytes_per_second)")
+        return (f"{getattr(self.source, 'description', 'the source')} offers {over}: skipping frames"
+                f"{' to the next keyframe' if self.encoder.codec == 'h264' else ''} so the server does not "
+                f"close the connection (viewers see pauses); lower the source's bitrate, frame rate or resolution")
+
+    def _make_adapter(self, now: float) -> Adapter | None:
+        return Adapter(self.settings.fps, self._full_quality, now)
+
+    def _set_quality(self, quality: int | None) -> None:
+        # An int attribute read by the worker thread at its next encode: no lock needed.
+        if quality is not None and hasattr(self.encoder, "quality"):
+            self.encoder.quality = quality
+
+    def _video_fps(self) -> int:
+        """The frame rate to capture at now: the operator's, or less while adapting."""
+        adapter = self.adapter
+        if adapter is None:
+            return self.settings.fps
+        if adapter.wanted[0] != self.settings.fps:  # a command or welcome changed it: start from the top
+            adapter.reset(self.settings.fps, self._full_quality, time.monotonic())
+            self._set_quality(self._full_quality)
+        return min(self.settings.fps, adapter.level.fps)
+
+    def _adapt(self) -> None:
+        """After each video frame: maybe move along the ladder, and say so in one line."""
+        adapter, pacer = self.adapter, self.pacer
+        if adapter is None or pacer is None or not adapter.decide(pacer.budget, time.monotonic()):
+            return
+        level = adapter.level
+        self._set_quality(level.quality)
+        quality = f" at quality {level.quality}" if level.quality is not None else ""
+        limit = rate_text(self.limits["max_bytes_per_second"])
+        if adapter.reduced:
+            self.counters.paced = f"{level.fps} fps{quality} under {limit}"
+            self.status.event(f"sending {level.fps} fps{quality} to stay under {limit} announced by the server")
+        else:
+            self.counters.paced = ""
+            self.status.event(f"back to {level.fps} fps{quality}: {limit} announced by the server leaves room")
 
     def _produce(self, captured_at: float, width: int, height: int, fps: int,
                  brightness: int, contrast: int, force_keyframe: bool = False) -> list[EncodedFrame]:
@@ -355,20 +442,22 @@ class Agent:
             if delay > 0:
                 await asyncio.sleep(delay)
             s = self.settings
+            fps = self._video_fps()
             captured_at = time.time()
             force_keyframe, self.keyframe_requested = self.keyframe_requested, False
             frames = await loop.run_in_executor(self.executor, self._produce, captured_at, s.width, s.height,
-                                                s.fps, s.brightness, s.contrast, force_keyframe)
+                                                fps, s.brightness, s.contrast, force_keyframe)
             timestamp_us = int(captured_at * 1_000_000)
             for frame in frames:
                 await self._send_frame(ws, frame, timestamp_us)
+            self._adapt()
             self.counters.resolution = s.resolution
             if self.config.frames is not None and self.counters.frames_sent >= self.config.frames:
                 self.done.set()
                 return
             # The schedule advances by whole frame intervals from its anchor, so sleep
             # jitter does not accumulate; after a stall we skip ahead instead of bursting.
-            interval = 1.0 / self.settings.fps
+            interval = 1.0 / self._video_fps()
             next_due += interval
             if next_due < time.monotonic() - interval:
                 next_due = time.monotonic()

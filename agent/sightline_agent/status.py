@@ -31,6 +31,8 @@ class Counters:
     resolution: str = ""
     codec: str = ""
     talk: str = ""  # who is talking back and the level (agent/talkback.py), "" when nobody
+    paced: str = ""  # "8 fps at quality 60 under 1.0 MB/s" while adapting to the server's limits, else ""
+    frames_skipped: int = 0  # video frames held back by the pacer (session.py, pacing.py)
     _window: deque = field(default_factory=deque)  # (monotonic time, bytes) of recent video frames
     _first_frame_at: float | None = None
 
@@ -69,6 +71,8 @@ class Counters:
         return (f"[{self.state}] {self.codec} {self.resolution} {fps:4.1f} fps {kbps:7.1f} kbit/s "
                 f"seq {self.video_seq} audio {self.audio_seq} reconnects {self.reconnects} "
                 f"persisted {self.persisted} commands {self.commands}"
+                + (f" | paced: {self.paced}" if self.paced else "")
+                + (f" | skipped {self.frames_skipped}" if self.frames_skipped else "")
                 + (f" | talk-back: {self.talk}" if self.talk else ""))
 
 
