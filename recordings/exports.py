@@ -159,11 +159,12 @@ def join_segments(segments, start: datetime, end: datetime, out_path: Path, work
     template_path = paths[parts.index(output)]
     track = avcc.parse(output.extradata) if any(reasons) else None
     sps_id = avcc.free_sps_id(track) if track else 0
+    offsets = [0.0] * len(segments)  # where each file's time zero is, from its segment's start
     for index, (segment, part, reason) in enumerate(zip(segments, parts, reasons)):
         if not reason:
             continue
         redone = Path(workdir) / f"{segment.id}-reencoded.mp4"
-        reencode.reencode_segment(paths[index], redone, report.picture, profile=avcc.PROFILE_NAMES.get(
+        _frames, offsets[index] = reencode.reencode_segment(paths[index], redone, report.picture, profile=avcc.PROFILE_NAMES.get(
             track.profile), sps_id=sps_id, keep_from=(start - segment.start).total_seconds(),
             keep_until=(end - segment.start).total_seconds())
         with av.open(str(redone)) as probe:
@@ -195,7 +196,8 @@ def join_segments(segments, start: datetime, end: datetime, out_path: Path, work
                     log.warning("export leaves out the audio of segment %s: %s differs from %s", segment.id,
                                 part.audio[:3], audio[:3])
                     report.audio_left_out.append(str(segment.id))
-                written += _copy_packets(source, vin, ain, video_out, audio_out, segment.start.timestamp(),
+                written += _copy_packets(source, vin, ain, video_out, audio_out,
+                                         segment.start.timestamp() + offsets[index],
                                          origin, end.timestamp(), last_dts)
                 report.joined.append(segment)
             done += 1

@@ -72,13 +72,18 @@ def _add_encoder(out, width: int, height: int, profile: str | None, sps_id: int)
 
 
 def reencode_segment(source_path, out_path, size: tuple[int, int], *, profile: str | None, sps_id: int,
-                     keep_from: float, keep_until: float) -> int:
+                     keep_from: float, keep_until: float) -> tuple[int, float]:
     """Re-encode the video of the segment at source_path to `size` into out_path (fMP4), with its
     SPS and PPS numbered `sps_id`; copy its audio. Frames from keep_from to keep_until (seconds
-    from the segment's start) are encoded, with the one before keep_from. Returns frames encoded."""
+    from the segment's start) are encoded, with the one before keep_from.
+
+    Returns (frames encoded, offset): the file's time zero is `offset` seconds after the segment's
+    start, at its first frame. (An fMP4 written with an empty moov has no edit list, so a track
+    that does not begin at zero has its first sample stretched back to zero: the first picture
+    would move.) Audio before the first frame is left out, as an export drops it anyway."""
     width, height = size
     key_every = round(constants.KEYFRAME_INTERVAL_SECONDS * constants.VIDEO_TIME_BASE)
-    encoded, next_key, held = 0, 0, None
+    encoded, next_key, held, offset, waiting_audio = 0, 0, None, None, []
     with av.open(str(source_path)) as source, av.open(str(out_path), "w", format="mp4", options={
             "movflags": constants.MP4_MOVFLAGS}) as out:
         vin = source.streams.video[0]
@@ -87,10 +92,23 @@ def reencode_segment(source_path, out_path, size: tuple[int, int], *, profile: s
         aout = out.add_stream_from_template(ain) if ain is not None else None
         letterbox = _Letterbox(vin, width, height)
 
+        def mux_audio(packet) -> None:
+            shift = round(offset / packet.time_base)
+            if packet.pts - shift < 0:
+                return
+            packet.pts, packet.dts, packet.stream = packet.pts - shift, packet.dts - shift, aout
+            out.mux(packet)
+
         def encode(frame) -> None:
-            nonlocal encoded, next_key
+            nonlocal encoded, next_key, offset
+            if offset is None:
+                offset = frame.time
+                for packet in waiting_audio:
+                    mux_audio(packet)
+                waiting_audio.clear()
             picture = letterbox(frame)
-            picture.pts, picture.time_base = round(frame.time * constants.VIDEO_TIME_BASE), TIME_BASE
+            picture.pts = round((frame.time - offset) * constants.VIDEO_TIME_BASE)
+            picture.time_base = TIME_BASE
             picture.pict_type = av.video.frame.PictureType.NONE
             if picture.pts >= next_key:  # IDRs about every second, as in recorded segments
                 picture.pict_type = av.video.frame.PictureType.I
@@ -100,9 +118,12 @@ def reencode_segment(source_path, out_path, size: tuple[int, int], *, profile: s
 
         for packet in source.demux([vin] + ([ain] if ain is not None else [])):
             if packet.stream is ain:
-                if packet.dts is not None and packet.size:
-                    packet.stream = aout
-                    out.mux(packet)
+                if packet.dts is None or not packet.size:
+                    continue
+                if offset is None:  # where the file begins is known at its first picture
+                    waiting_audio.append(packet)
+                else:
+                    mux_audio(packet)
                 continue
             for frame in packet.decode():
                 if frame.time is None or frame.time >= keep_until:
@@ -117,4 +138,4 @@ def reencode_segment(source_path, out_path, size: tuple[int, int], *, profile: s
         if held is not None and not encoded:  # the range begins after the segment's last frame
             encode(held)
         out.mux(vout.encode(None))
-    return encoded
+    return encoded, offset or 0.0
