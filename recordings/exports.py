@@ -165,9 +165,9 @@ def join_segments(segments, start: datetime, end: datetime, out_path: Path, work
         if not reason:
             continue
         redone = Path(workdir) / f"{segment.id}-reencoded.mp4"
-        _frames, offsets[index] = reencode.reencode_segment(paths[index], redone, report.picture, profile=avcc.PROFILE_NAMES.get(
-            track.profile), sps_id=sps_id, keep_from=(start - segment.start).total_seconds(),
-            keep_until=(end - segment.start).total_seconds())
+        _frames, offsets[index] = reencode.reencode_segment(
+            paths[index], redone, report.picture, profile=avcc.PROFILE_NAMES.get(track.profile), sps_id=sps_id,
+            keep_from=(start - segment.start).total_seconds(), keep_until=(end - segment.start).total_seconds())
         with av.open(str(redone)) as probe:
             track = avcc.merge(track, avcc.parse(bytes(probe.streams.video[0].codec_context.extradata)))
         paths[index] = redone
