@@ -52,6 +52,9 @@ RETRY_BACKOFF_MAX_SECONDS = 300
 # between tries, 30 tries (about a minute), then gives up to spool recovery (recovery.py).
 CHAIN_PUBLISH_RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
 MAX_RETRIES = 5
+# Archive attempts fail within seconds when storage is down (S3 timeouts, settings.py), so 5
+# retries could all pass within a 10 s outage; 10 span about 7 minutes on average (jittered).
+ARCHIVE_MAX_RETRIES = 10
 
 # -- retention -------------------------------------------------------------------
 DELETE_BATCH_SIZE = 200  # rows (and their files) deleted per batch, one transaction each

@@ -42,3 +42,15 @@ def test_a_visibility_timeout_below_the_longest_task_is_refused_at_start():
              "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode != 0 and "CELERY_VISIBILITY_TIMEOUT" in done.stderr
+
+
+def test_archive_retries_outlast_a_storage_outage_of_minutes():
+    """Each archive attempt fails within seconds while storage is down (S3 timeouts); the retries,
+    with full jitter, must still span minutes on average, or a short outage exhausts them and leaves
+    the segment `ready` until spool recovery (5 minutes)."""
+    from recordings import tasks
+
+    archive = tasks.archive_task
+    assert archive.retry_backoff and archive.retry_jitter
+    caps = [min(2 ** attempt, archive.retry_backoff_max) for attempt in range(archive.max_retries)]
+    assert sum(caps) / 2 >= 300  # jitter draws each wait between 0 and its cap
