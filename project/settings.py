@@ -15,6 +15,7 @@ from project.env import (
     csp_sources,
     database_from_url,
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -191,6 +192,18 @@ STORAGE_BACKEND = env_str("STORAGE_BACKEND", "filesystem")
 if STORAGE_BACKEND not in {"filesystem", "s3"}:
     raise ImproperlyConfigured(f"STORAGE_BACKEND must be 'filesystem' or 's3', got {STORAGE_BACKEND!r}")
 if STORAGE_BACKEND == "s3":
+    from botocore.config import Config as _BotoConfig
+
+    # botocore waits 60 s to connect and 60 s per read by default: an endpoint that drops
+    # packets (a cut link) would hold a worker that long per attempt. Celery retries the
+    # archive with back-off (recordings/tasks.py), so each attempt fails fast and tries few times.
+    S3_CONNECT_TIMEOUT_SECONDS = env_float("S3_CONNECT_TIMEOUT_SECONDS", 5.0)
+    S3_READ_TIMEOUT_SECONDS = env_float("S3_READ_TIMEOUT_SECONDS", 30.0)
+    S3_MAX_ATTEMPTS = env_int("S3_MAX_ATTEMPTS", 2, minimum=1)
+    for _name, _seconds in (("S3_CONNECT_TIMEOUT_SECONDS", S3_CONNECT_TIMEOUT_SECONDS),
+                            ("S3_READ_TIMEOUT_SECONDS", S3_READ_TIMEOUT_SECONDS)):
+        if _seconds <= 0:
+            raise ImproperlyConfigured(f"{_name} must be a number of seconds above 0, got {_seconds}")
     _recordings_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
@@ -203,6 +216,12 @@ if STORAGE_BACKEND == "s3":
             "querystring_expire": env_int("S3_URL_EXPIRY", 300, minimum=10),
             "file_overwrite": True,
             "default_acl": None,
+            # What storages builds when given no client_config, plus the timeouts and attempts.
+            "client_config": _BotoConfig(
+                s3={"addressing_style": None}, signature_version=None, proxies=None,
+                connect_timeout=S3_CONNECT_TIMEOUT_SECONDS, read_timeout=S3_READ_TIMEOUT_SECONDS,
+                retries={"total_max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+            ),
         },
     }
 else:

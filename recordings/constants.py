@@ -48,7 +48,13 @@ JPEG_QUALITY = 80
 # -- tasks -----------------------------------------------------------------------
 CLAIM_LEASE_MARGIN_SECONDS = 60  # a claim older than the hard time limit + this is abandoned
 RETRY_BACKOFF_MAX_SECONDS = 300
+# Sending a chain's next step from the worker while Redis is down: waits 0.5, 1, 1.5, then 2 s
+# between tries, 30 tries (about a minute), then gives up to spool recovery (recovery.py).
+CHAIN_PUBLISH_RETRY_POLICY = {"max_retries": 30, "interval_start": 0.5, "interval_step": 0.5, "interval_max": 2.0}
 MAX_RETRIES = 5
+# Archive attempts fail within seconds when storage is down (S3 timeouts, settings.py), so 5
+# retries could all pass within a 10 s outage; 10 span about 7 minutes on average (jittered).
+ARCHIVE_MAX_RETRIES = 10
 
 # -- retention -------------------------------------------------------------------
 DELETE_BATCH_SIZE = 200  # rows (and their files) deleted per batch, one transaction each

@@ -82,10 +82,16 @@ def queue_processing(segment_id) -> None:
 
     sid = str(segment_id)
     queue = constants.spool_queue()
+    # The worker sends each later step when the one before succeeds; if Redis is down at that
+    # moment Celery tries 3 times in 0.6 s and the segment stays put until spool recovery
+    # (minutes). These steps keep trying for about a minute instead, every 2 s at most, so a
+    # Redis restart delays them by seconds. The first step keeps the default: it is sent by
+    # the recorder's writer thread, which must not wait on Redis.
+    later = dict(queue=queue, retry=True, retry_policy=constants.CHAIN_PUBLISH_RETRY_POLICY)
     chain(
         transcode_task.si(sid).set(queue=queue),
-        thumbnails_task.si(sid).set(queue=queue),
-        archive_task.si(sid).set(queue=queue),
+        thumbnails_task.si(sid).set(**later),
+        archive_task.si(sid).set(**later),
     ).apply_async()
 
 

@@ -36,6 +36,7 @@ import weakref
 from django.db import close_old_connections
 
 from recordings import constants, lifecycle, spool
+from recordings.pending_rows import DATABASE_DOWN, PendingRows
 from recordings.segmenting import OpenSegment, idle_expired, should_cut
 from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
 
@@ -47,6 +48,8 @@ _VIDEO_KINDS = (KIND_JPEG, KIND_H264)
 
 _live_recorders: "weakref.WeakSet[DeviceRecorder]" = weakref.WeakSet()
 SHUTDOWN_GRACE_SECONDS = 5.0
+PENDING_GRACE_SECONDS = 30.0  # a closed recorder keeps trying to write the rows it owes this long
+DATABASE_DOWN_REASON = "database unavailable: recording to the spool, segment rows pending"
 
 
 def close_all_recorders() -> int:
@@ -79,6 +82,7 @@ class DeviceRecorder:
         self.max_segment_seconds = self.segment_seconds * constants.MAX_SEGMENT_FACTOR
         self._queue: collections.deque = collections.deque()
         self._closing = False
+        self._close_by = 0.0  # after close(): how long rows owed to the database may still be written
         self._loop: asyncio.AbstractEventLoop | None = None
         # Frames dropped for recording only (live is unaffected): counted apart
         # by each thread, so neither races the other's increments.
@@ -156,6 +160,7 @@ class DeviceRecorder:
         return self.dropped_queue_full + self.dropped_by_writer + self.dropped_by_handoff
 
     def close(self) -> None:
+        self._close_by = time.monotonic() + PENDING_GRACE_SECONDS
         self._closing = True
 
     @property
@@ -179,10 +184,17 @@ class DeviceRecorder:
             if batch:
                 self._writer.write_batch(batch)
                 self._unsynced.extend(entry for _, _, entry in batch if entry is not None)
-            self._writer.tick(time.monotonic())
+            now = time.monotonic()
+            self._writer.tick(now)
+            self._writer.settle_pending(now)
             finished = self._closing and not self._queue
             if finished:
                 self._writer.finish_segment()
+                if self._writer.pending and now < self._close_by:
+                    finished = False  # rows still owed: a moment more for the database to come back
+                elif self._writer.pending:
+                    log.warning("device %s: %d segment rows left to spool recovery (database still down)",
+                                self.device_id, len(self._writer.pending))
             if self._writer.file is None:  # nothing open that a crash could lose
                 self._made_durable()
             if finished:
@@ -361,6 +373,7 @@ class SpoolWriter:
         self.path = None
         self.open: OpenSegment | None = None
         self.degraded_until = 0.0
+        self.pending = PendingRows()  # rows owed while the database is down (recordings/pending_rows.py)
         self.clock_offset_us = 0
         self.start_mid_gop = False
         self._reset_counters()
@@ -468,24 +481,52 @@ class SpoolWriter:
                 "organisation_id": str(self.r.organisation_id), "codec": codec, "audio": self.r.audio,
                 "clock_offset_us": self.clock_offset_us,
                 "created": djtz.now().isoformat()}
-        close_old_connections()  # a long-lived thread: drop a connection the database closed
+        row = dict(device_id=self.r.device_id, start=start, codec=codec, has_audio=False,
+                   spool_path=str(self.path), spool_host=constants.host_name(), writer=writer_identity())
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Unbuffered: each batch is one writev() straight from the frames'
             # bytes, and after a failed write nothing lingers in a buffer.
             self.file = open(self.path, "xb", buffering=0)
             _writev_all(self.file.fileno(), [spool.encode_file_header(meta)])
-            lifecycle.create_segment(segment_id=self.segment_id, device_id=self.r.device_id, start=start,
-                                     codec=codec, has_audio=False, spool_path=str(self.path),
-                                     spool_host=constants.host_name(), writer=writer_identity())
-        except Exception as exc:  # disk full, read-only, database down: live keeps going
+            if not self._create_row(row):
+                raise RuntimeError(f"{len(self.pending)} segment rows already pending")
+        except Exception as exc:  # disk full, read-only, a bad row: live keeps going
             self._discard_open_file()
             self._enter_degraded(f"cannot open a segment: {exc}")
             return False
         self.open = OpenSegment(codec=codec, first_ts=frame.header.timestamp_us / 1_000_000,
                                 opened_at=time.monotonic())
-        self.r._clear_degraded()
+        if not self.pending:
+            self.r._clear_degraded()
         return True
+
+    def _create_row(self, row: dict) -> bool:
+        """Create the open segment's row, or owe it while the database is down (the file header
+        holds all of it); False when too many are owed already."""
+        if not self.pending:
+            close_old_connections()  # a long-lived thread: drop a connection the database closed
+            try:
+                lifecycle.create_segment(segment_id=self.segment_id, **row)
+                return True
+            except DATABASE_DOWN as exc:
+                log.warning("device %s: database down, segment %s recorded without its row for now: %s",
+                            self.r.device_id, self.segment_id, exc)
+        elif self.pending.full():
+            return False
+        # Behind rows already owed (the database was down a moment ago): no attempt of its own.
+        self.pending.create(self.segment_id, str(self.path), **row)
+        self.r._set_degraded(DATABASE_DOWN_REASON)
+        return True
+
+    def settle_pending(self, now: float) -> None:
+        """Write the rows owed since the database went down, once it answers (after a back-off)."""
+        if not self.pending.due(now):
+            return
+        for segment in self.pending.retry(now):
+            self.r._notify_persisted(lifecycle.persisted_message(segment))
+        if not self.pending and now >= self.degraded_until:
+            self.r._clear_degraded()
 
     def finish_segment(self) -> None:
         """Make the open segment durable, close its row, tell the device."""
@@ -499,20 +540,30 @@ class SpoolWriter:
         segment_id, interval = self.segment_id, self._frame_interval_us(frames, last_ts)
         self._close_file()
         if not frames:
-            try:
+            arguments = None
+        else:
+            end = lifecycle.utc_from_us(last_ts + interval + self.clock_offset_us)
+            arguments = dict(end=end, frames=frames, first_seq=self.first_seq, last_seq=last_seq, spool_bytes=size,
+                             dropped_frames=self.r.dropped_frames - self.dropped_at_open, has_audio=has_audio)
+        if self.pending:  # the database was down a moment ago: in order, behind what is owed
+            self.pending.close(segment_id, str(self.path), arguments)
+            return
+        try:
+            if arguments is None:
                 lifecycle.fail_segment(segment_id, "no frames were made durable")
                 os.unlink(self.path)
-            except Exception:
-                log.warning("could not discard empty segment %s", segment_id, exc_info=True)
+                return
+            segment = lifecycle.close_segment(segment_id, **arguments)
+        except DATABASE_DOWN as exc:  # the spool is durable: the close is retried when the database answers
+            log.warning("device %s: cannot close segment %s yet: %s", self.r.device_id, segment_id, exc)
+            self.pending.close(segment_id, str(self.path), arguments)
+            self.r._set_degraded(DATABASE_DOWN_REASON)
             return
-        end = lifecycle.utc_from_us(last_ts + interval + self.clock_offset_us)
-        try:
-            segment = lifecycle.close_segment(
-                segment_id, end=end, frames=frames, first_seq=self.first_seq, last_seq=last_seq,
-                spool_bytes=size, dropped_frames=self.r.dropped_frames - self.dropped_at_open, has_audio=has_audio,
-            )
-        except Exception as exc:  # database down: the spool is durable; recovery closes the row later
-            self._enter_degraded(f"cannot close segment {segment_id}: {exc}")
+        except Exception as exc:  # not an outage: the spool is durable; spool recovery closes the row later
+            if arguments is None:
+                log.warning("could not discard empty segment %s", segment_id, exc_info=True)
+            else:
+                self._enter_degraded(f"cannot close segment {segment_id}: {exc}")
             return
         if segment is not None:
             self.r._notify_persisted(lifecycle.persisted_message(segment))

@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from recordings import constants, lifecycle, spool
 from recordings.models import Segment, SegmentState
@@ -124,12 +124,15 @@ def adopt_orphan_file(path: Path) -> str:
         path.unlink(missing_ok=True)
         return "empty"
     start = info["start"]
-    with transaction.atomic():
-        if Segment.objects.filter(pk=segment_id).exists():
-            return "skipped"
-        lifecycle.create_segment(segment_id=segment_id, device_id=device.id, start=start, codec=meta["codec"],
-                                 has_audio=info["has_audio"], spool_path=str(path),
-                                 spool_host=constants.host_name(), writer="")
+    try:
+        with transaction.atomic():
+            if Segment.objects.filter(pk=segment_id).exists():
+                return "skipped"
+            lifecycle.create_segment(segment_id=segment_id, device_id=device.id, start=start, codec=meta["codec"],
+                                     has_audio=info["has_audio"], spool_path=str(path),
+                                     spool_host=constants.host_name(), writer="")
+    except IntegrityError:  # its recorder wrote the row it owed in the meantime (recordings/pending_rows.py)
+        return "skipped"
     lifecycle.close_segment(segment_id, end=info["end"], frames=info["frames"], first_seq=info["first_seq"],
                             last_seq=info["last_seq"], spool_bytes=path.stat().st_size, dropped_frames=0,
                             has_audio=info["has_audio"])

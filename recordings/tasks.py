@@ -81,7 +81,7 @@ def thumbnails_task(segment_id: str) -> str:
 
 
 @shared_task(name="recordings.archive_task", soft_time_limit=300, time_limit=360, on_failure=_on_failure,
-             **COMMON)
+             **{**COMMON, "max_retries": constants.ARCHIVE_MAX_RETRIES})
 def archive_task(segment_id: str) -> str:
     from recordings import pipeline
 

@@ -48,3 +48,15 @@ def test_no_task_stores_its_result_in_redis():
     # Nothing reads a result; stored ones would pile up in Redis for CELERY_RESULT_EXPIRES.
     for name, task in _our_tasks().items():
         assert task.ignore_result, name
+
+
+def test_archive_retries_outlast_a_storage_outage_of_minutes():
+    """Each archive attempt fails within seconds while storage is down (S3 timeouts); the retries,
+    with full jitter, must still span minutes on average, or a short outage exhausts them and leaves
+    the segment `ready` until spool recovery (5 minutes)."""
+    from recordings import tasks
+
+    archive = tasks.archive_task
+    assert archive.retry_backoff and archive.retry_jitter
+    caps = [min(2 ** attempt, archive.retry_backoff_max) for attempt in range(archive.max_retries)]
+    assert sum(caps) / 2 >= 300  # jitter draws each wait between 0 and its cap

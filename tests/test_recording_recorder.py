@@ -325,3 +325,86 @@ def test_a_frame_dropped_from_a_full_queue_is_still_acknowledged_in_order(acme_c
     rec.close()
     rec._step()
     assert rec.take_durable() == entries
+
+
+class DatabaseOutage:
+    """The database as the recorder's writer thread sees it: down while `down` is set (other threads,
+    such as spool recovery run by a test, still reach it)."""
+
+    def __init__(self, monkeypatch):
+        import threading
+
+        from django.db import OperationalError
+
+        self.down = False
+        for name in ("create_segment", "close_segment", "fail_segment"):
+            real = getattr(lifecycle, name)
+
+            def failing(*args, _real=real, **kwargs):
+                if self.down and threading.current_thread().name == "recorder-writer":
+                    raise OperationalError("connection to server failed: Connection refused")
+                return _real(*args, **kwargs)
+
+            monkeypatch.setattr(lifecycle, name, failing)
+
+
+def wait_for(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_segments_recorded_while_the_database_is_down_are_closed_within_seconds_of_its_return(
+        acme_camera, queued, persisted, monkeypatch):
+    outage = DatabaseOutage(monkeypatch)
+    told = []
+    monkeypatch.setattr(recorder.DeviceRecorder, "notify_state", lambda self: told.append(self.state))
+    rec = make_recorder(acme_camera, seconds=1)
+    feed_jpeg(rec, 10)  # 1 s: the first segment, its row made
+    assert wait_for(lambda: Segment.objects.count() == 1)
+    outage.down = True
+    feed_jpeg(rec, 30, start_seq=10, t0=T0 + 1_000_000)  # its close fails; three more segments, no rows
+    assert wait_for(lambda: len(rec._writer.pending) == 4)
+    assert rec.state == "degraded" and "database unavailable" in rec.degraded_reason
+    assert rec.dropped_frames == 0, "frames keep going to the spool while the database is down"
+    outage.down = False
+    back = time.monotonic()
+    assert wait_for(lambda: Segment.objects.filter(state=SegmentState.CLOSED).count() == 3)
+    assert time.monotonic() - back < 3.0, "the writer retries the owed rows promptly, not at spool recovery"
+    feed_jpeg(rec, 10, start_seq=40, t0=T0 + 4_000_000)
+    rec.close()
+    assert rec.join(10)
+    segments = list(Segment.objects.order_by("start"))
+    assert [(s.state, s.frames, s.first_seq) for s in segments] == [
+        (SegmentState.CLOSED, 10, 0), (SegmentState.CLOSED, 10, 10), (SegmentState.CLOSED, 10, 20),
+        (SegmentState.CLOSED, 10, 30), (SegmentState.CLOSED, 10, 40)]
+    assert sorted(queued) == sorted(str(s.id) for s in segments), "each chain queued once"
+    assert [m["segment_id"] for m in persisted] == [str(s.id) for s in segments]
+    assert told == ["degraded", "recording"] and rec.state == "closed"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_owed_rows_and_spool_recovery_racing_close_each_segment_once(acme_camera, queued, persisted, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from recordings import recovery
+
+    outage = DatabaseOutage(monkeypatch)
+    rec = make_recorder(acme_camera, seconds=1)
+    feed_jpeg(rec, 10)
+    assert wait_for(lambda: Segment.objects.count() == 1)
+    outage.down = True
+    feed_jpeg(rec, 20, start_seq=10, t0=T0 + 1_000_000)
+    rec.close()  # the last segment ends while the database is still down; the recorder waits for it
+    assert wait_for(lambda: len(rec._writer.pending) == 3 and rec._writer.file is None)
+    # Recovery gets there first: it closes the `recording` row and adopts the two files without a row.
+    monkeypatch.setattr(recovery, "requeue_stalled", lambda host, now: 0)  # an hour on, it would queue all again
+    report = recovery.recover_spool(now=datetime.now(timezone.utc) + timedelta(hours=1))
+    assert (report["closed"], report["adopted"]) == (1, 2)
+    outage.down = False
+    assert rec.join(10) and not rec._writer.pending
+    segments = list(Segment.objects.order_by("start"))
+    assert [(s.state, s.frames) for s in segments] == [(SegmentState.CLOSED, 10)] * 3
+    assert sorted(queued) == sorted(str(s.id) for s in segments), "no segment closed or queued twice"

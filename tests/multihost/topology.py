@@ -185,8 +185,14 @@ class Topology:
                             aws_secret_access_key=S3_SECRET, region_name="us-east-1")
 
     def create_bucket(self, timeout: float = 60) -> None:
-        wait_until(lambda: self["client"].call(lambda: self.s3_client().create_bucket(Bucket=BUCKET)), timeout,
-                   "the SeaweedFS bucket")
+        def create():
+            client = self.s3_client()
+            try:
+                return client.create_bucket(Bucket=BUCKET)
+            except client.exceptions.BucketAlreadyOwnedByYou:  # an earlier try made it, its reply was lost
+                return True
+
+        wait_until(lambda: self["client"].call(create), timeout, "the SeaweedFS bucket")
 
     def bucket_keys(self) -> list[str]:
         def keys():
