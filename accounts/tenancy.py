@@ -86,32 +86,35 @@ def get_or_404(getter, *args, **kwargs):
 
 
 # -- members and invitations (owner pages) ------------------------------------------------------
-def memberships_for(user, organisation=None) -> QuerySet:
-    """Memberships of the organisations the user may manage (owners), optionally one of them."""
-    qs = Membership.objects.filter(organisation__in=organisations_for(user, "manage"))
+def _managed(model, user, organisation, *related) -> QuerySet:
+    """Rows of `model` in the organisations the user may manage (owners), optionally one of them."""
+    qs = model.objects.filter(organisation__in=organisations_for(user, "manage"))
     if organisation is not None:
         qs = qs.filter(organisation=organisation)
-    return qs.select_related("user", "organisation")
+    return qs.select_related(*related)
+
+
+def _get_managed(queryset: QuerySet, pk, what: str):
+    try:
+        return queryset.get(pk=pk)
+    except Exception as exc:  # DoesNotExist, or a malformed id: the same answer, no oracle
+        raise NotFound(f"{what} {pk}") from exc
+
+
+def memberships_for(user, organisation=None) -> QuerySet:
+    """Memberships of the organisations the user may manage (owners), optionally one of them."""
+    return _managed(Membership, user, organisation, "user", "organisation")
 
 
 def get_membership_for(user, membership_id, organisation=None):
-    try:
-        return memberships_for(user, organisation).get(pk=membership_id)
-    except Exception as exc:
-        raise NotFound(f"membership {membership_id}") from exc
+    return _get_managed(memberships_for(user, organisation), membership_id, "membership")
 
 
 def invitations_for(user, organisation=None) -> QuerySet:
     from accounts.models import Invitation
 
-    qs = Invitation.objects.filter(organisation__in=organisations_for(user, "manage"))
-    if organisation is not None:
-        qs = qs.filter(organisation=organisation)
-    return qs.select_related("organisation", "invited_by")
+    return _managed(Invitation, user, organisation, "organisation", "invited_by")
 
 
 def get_invitation_for(user, invitation_id, organisation=None):
-    try:
-        return invitations_for(user, organisation).get(pk=invitation_id)
-    except Exception as exc:
-        raise NotFound(f"invitation {invitation_id}") from exc
+    return _get_managed(invitations_for(user, organisation), invitation_id, "invitation")
