@@ -102,6 +102,10 @@ def spool_root() -> Path:
     return Path(settings.SPOOL_DIR)
 
 
+# A segment ready on another host's spool is archived within seconds normally (docs/recording.md).
+NOT_HERE_RETRY_AFTER_SECONDS = 5
+
+
 def host_name() -> str:
     return socket.gethostname()
 

@@ -35,8 +35,19 @@ def overlapping(start: datetime, end: datetime, now: datetime) -> Q:
     return Q(start__lt=end) & ended_inside
 
 
+def _on_this_host(segment) -> bool:
+    """Whether this host can serve the segment now: archived ones from storage, others from the
+    spool of the host that recorded them (several hosts: only that one; a row without a host is
+    from a single-host installation)."""
+    return segment.state == SegmentState.ARCHIVED or segment.spool_host in ("", constants.host_name())
+
+
+def _servable_here() -> Q:
+    return Q(state=SegmentState.ARCHIVED) | Q(state=SegmentState.READY, spool_host__in=("", constants.host_name()))
+
+
 def _segment_json(segment) -> dict:
-    playable = segment.state in PLAYABLE
+    playable = segment.state in PLAYABLE and _on_this_host(segment)
     return {
         "id": str(segment.id), "start": segment.start.isoformat(),
         "end": segment.end.isoformat() if segment.end else None, "duration": segment.duration,
@@ -44,6 +55,8 @@ def _segment_json(segment) -> dict:
         "codec": segment.codec, "has_audio": segment.has_audio, "held": segment.held,
         "checksum": segment.checksum or None,
         "failure_reason": segment.failure_reason or None,
+        # ready on another host's spool: playable here once archived (seconds, normally)
+        "archiving_elsewhere": segment.state == SegmentState.READY and not _on_this_host(segment),
         "poster_url": reverse("recordings:poster", args=[segment.id]) if playable else None,
         "strip_url": reverse("recordings:strip", args=[segment.id]) if playable else None,
         "media_url": reverse("recordings:video", args=[segment.id]) if playable else None,
@@ -73,8 +86,10 @@ def playlist(request, device_id):
         start, end = _time_range(request.GET, constants.MAX_RANGE_HOURS * 3600)
     except params.BadInput as exc:
         return _bad_request(exc)
+    # A segment only another host's spool holds would be a 503 in the middle of the playlist:
+    # left out until it is archived (a player reloading the playlist then gets it).
     segments = tenancy.segments_for(request.user, VIEW, device=device).filter(
-        start__lt=end, end__gt=start, state__in=PLAYABLE, init_bytes__gt=0).order_by("start")
+        _servable_here(), start__lt=end, end__gt=start, init_bytes__gt=0).order_by("start")
     entries = [hls.PlaylistEntry(url=reverse("recordings:video", args=[s.id]), start=s.start,
                                  duration=s.duration, size=s.bytes, init_bytes=s.init_bytes)
                for s in segments[: constants.MAX_PLAYLIST_SEGMENTS]]
@@ -87,6 +102,11 @@ def _serve_segment_file(request, segment_id, which: str, key_field: str, content
     segment = tenancy.get_or_404(tenancy.get_segment_for, request.user, segment_id, VIEW)
     if segment.state == SegmentState.ARCHIVED and getattr(segment, key_field):
         return media.serve_stored(request, getattr(segment, key_field), content_type)
+    if segment.state in (SegmentState.READY, SegmentState.TRANSCODING) and not _on_this_host(segment):
+        response = JsonResponse({"error": "not archived yet: another host holds this segment; try again shortly"},
+                                status=503)
+        response["Retry-After"] = str(constants.NOT_HERE_RETRY_AFTER_SECONDS)
+        return response
     if segment.state in (SegmentState.READY, SegmentState.TRANSCODING) and segment.spool_path:
         path = local_outputs(segment)[which]
         if path.exists():  # not archived yet: served from this host's spool

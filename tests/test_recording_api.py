@@ -344,3 +344,39 @@ def test_coverage_names_holes_at_the_start_and_where_nothing_was_recorded():
     assert report["note"].endswith("nothing was recorded then") and report["complete"] is False
     assert coverage.describe([(at(-1), at(11))], at(0), at(10))["complete"] is True
     assert coverage.should_wait(1, 5, 120) and not coverage.should_wait(1, 120, 120) and not coverage.should_wait(0, 0, 120)
+
+
+@pytest.mark.django_db
+def test_a_segment_ready_on_another_hosts_spool_waits_for_its_archive_rather_than_failing_mid_playlist(
+        client, personas, acme_camera, monkeypatch):
+    from recordings import constants
+
+    ready = synthetic.write_closed_segment(acme_camera, synthetic.jpeg_frames(20, T0, start_seq=0))
+    pipeline.transcode_segment(ready.id)
+    pipeline.make_thumbnails(ready.id)
+    ready.refresh_from_db()
+    assert ready.state == "ready" and ready.spool_host == constants.host_name()
+    client.force_login(personas["viewer"])
+
+    def listed():
+        return client.get(f"/api/devices/{acme_camera.id}/segments/", RANGE).json()["segments"][0]
+
+    def playlist():
+        return client.get(f"/api/devices/{acme_camera.id}/playlist.m3u8", RANGE).content.decode()
+
+    here = listed()  # the recording host serves it from its spool
+    assert here["media_url"] and here["archiving_elsewhere"] is False and str(ready.id) in playlist()
+    assert client.get(here["media_url"]).status_code == 200
+
+    monkeypatch.setattr(constants, "host_name", lambda: "web-b")  # another web host asks
+    elsewhere = listed()
+    assert elsewhere["state"] == "ready" and elsewhere["archiving_elsewhere"] is True
+    assert elsewhere["media_url"] is None and str(ready.id) not in playlist()
+    refused = client.get(here["media_url"])
+    assert refused.status_code == 503 and refused["Retry-After"] == str(constants.NOT_HERE_RETRY_AFTER_SECONDS)
+    assert "another host" in refused.json()["error"]
+
+    pipeline.archive_segment(ready.id)  # once archived, any host serves it
+    archived = listed()
+    assert archived["media_url"] and archived["archiving_elsewhere"] is False and str(ready.id) in playlist()
+    assert client.get(archived["media_url"]).status_code == 200

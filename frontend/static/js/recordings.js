@@ -106,7 +106,9 @@ function stopPlayback() {
   video.load();
 }
 
-const playable = (s) => s.state === 'ready' || s.state === 'archived';
+// media_url is set exactly when this host can serve the segment now (ready on another host's spool:
+// not until it is archived), so the timeline and the playlist agree.
+const playable = (s) => Boolean(s.media_url);
 
 // -- seeking ----------------------------------------------------------------------
 let pendingSeek = null;
