@@ -108,6 +108,29 @@ def test_a_partial_export_is_never_announced_as_plainly_ready():
     assert waiting == "Waiting for 1 of 3 segments of this range, still being recorded or processed (4 of at most 120 s)…"
 
 
+def test_a_finished_export_says_its_picture_segments_reencoded_parts_and_audio_left_out():
+    full, plain, one, waiting = run_js("export.js", """
+        const starts = {'aaaaaaaa-1': Date.UTC(2025, 10, 21, 4, 40, 2)};
+        const startOf = (id) => starts[id] ?? null;
+        const clockOf = (ms) => { const d = new Date(ms); return [d.getHours(), d.getMinutes(), d.getSeconds()]; };
+        return [
+          [m.describeCoverage({picture: [320, 240], segments: ['s0', 'aaaaaaaa-1', 'bbbbbbbb-2'],
+                               reencoded: [{id: 'aaaaaaaa-1', reason: '256x144, the clip is 320x240'},
+                                           {id: 'bbbbbbbb-2', reason: "other H.264 parameters than the clip's"}],
+                               audio_left_out: ['bbbbbbbb-2']}, startOf), clockOf(starts['aaaaaaaa-1'])],
+          m.describeCoverage({picture: [1280, 720], segments: ['a', 'b'], reencoded: []}),
+          m.describeCoverage({picture: [640, 360], segments: ['a'], reencoded: []}),
+          m.describeCoverage({waiting_for: 1, segments: 3}),
+        ];""")
+    text, (h, mi, sec) = full
+    assert text == (f"320×240, 3 segments joined. Re-encoded to fit: {h:02}:{mi:02}:{sec:02} (256x144, the clip is "
+                    "320x240); segment bbbbbbbb (other H.264 parameters than the clip's). "
+                    "Audio left out: segment bbbbbbbb (other audio than the clip's).")
+    assert plain == "1280×720, 2 segments joined."
+    assert one == "640×360, 1 segment joined."
+    assert waiting == ""  # the report while waiting has a count of segments, not the list
+
+
 def test_player_modes_go_webrtc_webcodecs_mse_jpeg_by_capability_and_a_forced_one_goes_first():
     out = run_js("players/select.js", """
         const all = {webrtc: true, webcodecs: true, mse: true, jpeg: true};

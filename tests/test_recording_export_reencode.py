@@ -20,15 +20,16 @@ def _ready(segment):
     return Segment.objects.get(pk=segment.id)
 
 
-def jpeg_segment(device, index, width, height, frames=20, seq=0):
-    """A 2-s, 10-fps JPEG segment starting at T0 + index * 2 s, with PCM audio: one 100-ms chunk a frame."""
+def jpeg_segment(device, index, width, height, frames=20, seq=0, rate=RATE):
+    """A 2-s, 10-fps JPEG segment starting at T0 + index * 2 s, with PCM audio: one 100-ms chunk a frame.
+    (Also used by tests/browser/test_export_reencoded_clip.py.)"""
     items = []
     t0 = T0 + index * 2_000_000
     for i, f in enumerate(synthetic.jpeg_frames(frames, t0, width=width, height=height, start_seq=seq)):
         items.append(f)
-        items.append(synthetic.frame(KIND_AUDIO, synthetic.pcm_chunk(RATE // 10, start_sample=(index * 20 + i) * 1600),
-                                     i, f.header.timestamp_us))
-    return _ready(synthetic.write_closed_segment(device, items, audio={"codec": "pcm_s16le", "rate": RATE,
+        chunk = synthetic.pcm_chunk(rate // 10, rate=rate, start_sample=(index * 20 + i) * (rate // 10))
+        items.append(synthetic.frame(KIND_AUDIO, chunk, i, f.header.timestamp_us))
+    return _ready(synthetic.write_closed_segment(device, items, audio={"codec": "pcm_s16le", "rate": rate,
                                                                        "channels": 1}))
 
 

@@ -243,6 +243,8 @@ function clearDayState() {
     $('export-verified').textContent = '';
     $('export-download').hidden = true;
     $('export-download').removeAttribute('href');
+    $('export-details').hidden = true;
+    $('export-details').textContent = '';
   }
 }
 
@@ -305,9 +307,14 @@ if (exportForm) {
     exportRun = new AbortController();
     state.exportWaitedFor = 0;
     const { signal } = exportRun;
-    runExport({ url: config.exportsUrl, startMs: start, endMs: end, fileName, signal }, {
+    const segmentStart = (id) => {
+      const segment = state.segments.find((s) => s.id === id);
+      return segment ? Date.parse(segment.start) : null;
+    };
+    runExport({ url: config.exportsUrl, startMs: start, endMs: end, fileName, signal, segmentStart }, {
       progress: $('export-progress'), status: $('export-status'), checksumRow: $('export-checksum-row'),
       checksum: $('export-checksum'), verified: $('export-verified'), download: $('export-download'),
+      details: $('export-details'),
     }, (info) => {
       if (signal.aborted) return;
       state.export = info;

@@ -1,5 +1,6 @@
 // Clip export: ask the server for an MP4 of a range, show progress, then the SHA-256 the server
-// computed, and check the downloaded bytes against it in this browser.
+// computed, and check the downloaded bytes against it in this browser; under the download link,
+// what the clip holds (picture size, segments joined, which were re-encoded and why).
 import { getJson, postJson } from './api.js';
 import { clock, formatBytes } from './format.js';
 
@@ -38,15 +39,40 @@ export function describeDone(info) {
 }
 
 /**
- * @param {object} job   {url, startMs, endMs, fileName, signal}: an aborted signal stops following
- *                        the export and leaves the elements alone (the page moved to another day)
- * @param {object} els   {progress, status, checksumRow, checksum, verified, download}
+ * What the finished clip holds, in one line under the download link: its picture size, how many
+ * segments it joins, the ones re-encoded to fit (and why) and those whose sound is not in it.
+ * Segments are named by their start time where startOf(id) knows it (the day on screen), else by id.
+ */
+export function describeCoverage(c, startOf = () => null) {
+  if (!c || !Array.isArray(c.picture) || !Array.isArray(c.segments)) return '';
+  const name = (id) => {
+    const ms = startOf(id);
+    return ms === null || ms === undefined ? `segment ${id.slice(0, 8)}` : clock(new Date(ms));
+  };
+  const n = c.segments.length;
+  const lines = [`${c.picture[0]}×${c.picture[1]}, ${n} segment${n === 1 ? '' : 's'} joined.`];
+  if (c.reencoded?.length) {
+    lines.push(`Re-encoded to fit: ${c.reencoded.map((r) => `${name(r.id)} (${r.reason})`).join('; ')}.`);
+  }
+  if (c.audio_left_out?.length) {
+    lines.push(`Audio left out: ${c.audio_left_out.map(name).join(', ')} (other audio than the clip's).`);
+  }
+  return lines.join(' ');
+}
+
+/**
+ * @param {object} job   {url, startMs, endMs, fileName, signal, segmentStart}: an aborted signal stops following
+ *                        the export and leaves the elements alone (the page moved to another day);
+ *                        segmentStart(id) is a segment's start (ms) or null (describeCoverage)
+ * @param {object} els   {progress, status, checksumRow, checksum, verified, download, details}
  * @param {function} onUpdate  called with the export's latest state (for window.sightline)
  */
-export async function runExport({ url, startMs, endMs, fileName, signal }, els, onUpdate) {
+export async function runExport({ url, startMs, endMs, fileName, signal, segmentStart }, els, onUpdate) {
   const gone = () => Boolean(signal?.aborted);
   const say = (text) => { if (!gone()) els.status.textContent = text; };
   els.download.hidden = true;
+  els.details.hidden = true;
+  els.details.textContent = '';
   els.checksumRow.hidden = true;
   els.progress.hidden = false;
   delete els.status.dataset.complete;
@@ -93,6 +119,8 @@ export async function runExport({ url, startMs, endMs, fileName, signal }, els, 
   els.download.href = info.download_url;
   els.download.download = fileName;
   els.download.hidden = false;
+  els.details.textContent = describeCoverage(info.coverage, segmentStart);
+  els.details.hidden = !els.details.textContent;
   if (!crypto.subtle || info.bytes >= VERIFY_UP_TO_BYTES) return;  // crypto.subtle needs https or localhost
   els.verified.textContent = 'verifying…';
   try {
