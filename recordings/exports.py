@@ -261,7 +261,10 @@ def _mux_shifted(packet, at, is_video, video_out, audio_out, origin, last_dts) -
     dts = max(dts, last_dts.get(key, -(1 << 62)) + 1)
     pts = max(pts, dts)
     last_dts[key] = dts
+    # The muxer takes each sample's duration from the next dts, but the clip's last sample has
+    # no next one: without its own duration the last frame would last 0 s (the clip 1 frame short).
+    duration = round(float(packet.duration * packet.time_base) / tb) if packet.duration else 0
     packet.pts, packet.dts, packet.time_base, packet.stream = pts, dts, tb, out_stream
-    packet.duration = 0
+    packet.duration = duration
     out_stream.container.mux(packet)
     return 1 if is_video else 0

@@ -1,6 +1,7 @@
 """Clip export across a change of resolution or encoder settings: every segment is in the clip,
 at one picture size, the differing ones re-encoded (letterboxed) and named in the export's record."""
 import hashlib
+import io
 from datetime import timedelta
 
 import av
@@ -70,6 +71,9 @@ def test_an_export_across_a_resolution_change_holds_every_frame_at_one_size_with
     assert len(frames) == first.frames + middle.frames + last.frames == 60
     times = [t for t, *_ in frames]
     assert times == sorted(times) and times[-1] == pytest.approx(5.9, abs=0.02)
+    with av.open(io.BytesIO(data)) as clip:  # the last frame lasts its 0.1 s too: 6 s, not 5.9
+        video = clip.streams.video[0]
+        assert float(video.duration * video.time_base) == pytest.approx(6.0, abs=0.02)
     # Each frame where the recording put it: 10 fps from 0 to 5.9 s, across both joins.
     assert times == pytest.approx([i / 10 for i in range(60)], abs=0.02)
     # The re-encoded part (2..4 s) has black bars above and below; the copied parts do not.
