@@ -144,3 +144,26 @@ def test_a_segment_closed_while_redis_is_down_is_queued_once_within_seconds_of_i
                                      ("recordings.transcode_task", str(segments[2].id))]
     assert [m["segment_id"] for m in persisted] == [str(s.id) for s in segments]
     print(f"\nchain queued {took:.2f} s after Redis returned")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_chains_still_owed_when_the_recorder_process_stops_are_logged_with_their_segments(
+        acme_camera, monkeypatch, caplog):
+    broker = FlakyBroker()
+    broker.down = True
+    monkeypatch.setattr(recorder, "owed_chains", chain_sends.OwedChains(broker))
+    monkeypatch.setattr(recorder, "_writer_instance", recorder.SharedWriter())  # this test stops it
+    monkeypatch.setattr(recorder.DeviceRecorder, "_notify_persisted", lambda self, message: None)
+    rec = make_recorder(acme_camera, seconds=1)
+    feed_jpeg(rec, 11)
+    assert wait_for(lambda: len(recorder.owed_chains) == 1)
+    writer = recorder._writer_instance._thread
+    with caplog.at_level(logging.WARNING, logger="recordings.chain_sends"):
+        started = time.monotonic()
+        recorder.close_all_recorders()  # what the recorder process does at exit
+    assert time.monotonic() - started < recorder.SHUTDOWN_GRACE_SECONDS
+    assert rec.join(0) and not writer.is_alive() and len(recorder.owed_chains) == 0
+    segments = list(Segment.objects.order_by("start"))
+    assert [s.state for s in segments] == [SegmentState.CLOSED] * 2
+    assert "2 processing chains unsent" in caplog.text
+    assert all(str(s.id) in caplog.text for s in segments)
