@@ -2,7 +2,10 @@
 
 Actions, then events: a segment becomes `closed` in one transaction, the
 processing chain is queued only after that commits, and the device hears
-`persisted` only after both (docs/recording.md, "State machine").
+`persisted` only after both (docs/recording.md, "State machine"). The recorder
+closes with queue=False and sends the chain itself, owing it while Redis does
+not answer (recordings/chain_sends.py): `persisted` then means durable, its
+processing a few seconds late.
 """
 from __future__ import annotations
 

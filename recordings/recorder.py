@@ -50,7 +50,9 @@ _VIDEO_KINDS = (KIND_JPEG, KIND_H264)
 
 _live_recorders: "weakref.WeakSet[DeviceRecorder]" = weakref.WeakSet()
 SHUTDOWN_GRACE_SECONDS = 5.0
-PENDING_GRACE_SECONDS = 30.0  # a closed recorder keeps trying to write the rows it owes this long
+# A closed recorder keeps trying to write the rows it owes this long; the writer thread, with no
+# recorder left, to send the chains it owes.
+PENDING_GRACE_SECONDS = 30.0
 DATABASE_DOWN_REASON = "database unavailable: recording to the spool, segment rows pending"
 # First steps of processing chains not sent yet because Redis did not answer; one per process,
 # used by the writer thread only (SharedWriter).
@@ -280,6 +282,7 @@ class SharedWriter:
     sleeps WRITER_POLL_SECONDS. A slow database call while closing one segment
     delays the others' writes by that long; their queues absorb it
     (QUEUE_MAX_FRAMES), and frames beyond are dropped for recording only.
+    Each pass also sends the chains owed while Redis did not answer (owed_chains).
     """
 
     def __init__(self):
