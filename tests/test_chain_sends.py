@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from recordings import chain_sends, constants, lifecycle, recorder
+from recordings import chain_sends, constants, recorder
 from recordings.models import Segment, SegmentState
 from tests.support import RedisServer, free_port
 from tests.test_recording_recorder import T0, feed_jpeg, make_recorder, wait_for
@@ -97,7 +97,7 @@ def test_the_first_step_is_sent_without_waiting_on_a_redis_that_is_stopped_or_hu
     assert _timed_send(chain_sends.FirstStepSender(f"redis://127.0.0.1:{free_port()}/0")) < 0.2  # refused
     sender = chain_sends.FirstStepSender(redis_server.url)
     sender("a4d1c8a8-0000-4000-8000-000000000001")  # connected
-    redis_server.process.send_signal(signal.SIGSTOP)  # hung: accepts nothing, answers nothing
+    redis_server.process.send_signal(signal.SIGSTOP)  # hung: the connection stays open, nothing answers
     try:
         assert _timed_send(sender) < chain_sends.SEND_TIMEOUT_SECONDS + 0.5
     finally:
