@@ -2,7 +2,10 @@
 
 Actions, then events: a segment becomes `closed` in one transaction, the
 processing chain is queued only after that commits, and the device hears
-`persisted` only after both (docs/recording.md, "State machine").
+`persisted` only after both (docs/recording.md, "State machine"). The recorder
+closes with queue=False and sends the chain itself, owing it while Redis does
+not answer (recordings/chain_sends.py): `persisted` then means durable, its
+processing a few seconds late.
 """
 from __future__ import annotations
 
@@ -73,8 +76,12 @@ def fail_segment(segment_id, reason: str, from_states=None) -> bool:
                           updated_at=datetime.now(timezone.utc)))
 
 
-def queue_processing(segment_id) -> None:
-    """Send the chain to the spool host's queue (the spool is local to it)."""
+def queue_processing(segment_id, **first_send) -> None:
+    """Send the chain to the spool host's queue (the spool is local to it).
+
+    `first_send`: how the first step is sent (apply_async's connection, retry); the
+    recorder's writer sends on a connection of its own that never waits on Redis
+    (recordings/chain_sends.py)."""
     from celery import chain
 
     from recordings import constants
@@ -85,14 +92,14 @@ def queue_processing(segment_id) -> None:
     # The worker sends each later step when the one before succeeds; if Redis is down at that
     # moment Celery tries 3 times in 0.6 s and the segment stays put until spool recovery
     # (minutes). These steps keep trying for about a minute instead, every 2 s at most, so a
-    # Redis restart delays them by seconds. The first step keeps the default: it is sent by
-    # the recorder's writer thread, which must not wait on Redis.
+    # Redis restart delays them by seconds. The first step does not wait: the recorder's writer
+    # sends it with no retry and owes it while Redis is down (recordings/chain_sends.py).
     later = dict(queue=queue, retry=True, retry_policy=constants.CHAIN_PUBLISH_RETRY_POLICY)
     chain(
         transcode_task.si(sid).set(queue=queue),
         thumbnails_task.si(sid).set(**later),
         archive_task.si(sid).set(**later),
-    ).apply_async()
+    ).apply_async(**first_send)
 
 
 def _persisted_fields(segment: Segment) -> dict:

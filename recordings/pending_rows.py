@@ -7,7 +7,8 @@ to create, a close to apply -- instead of dropping frames and leaving a
 `recording` row for spool recovery to find a minute or more later. The writer
 calls retry() on each pass; after a failed try it waits BACKOFF_START_SECONDS,
 doubling up to BACKOFF_MAX_SECONDS, so the rows are written, closed and their
-chains queued within about two seconds of the database answering again.
+chains sent (recordings/chain_sends.py) within about two seconds of the
+database answering again.
 
 Safe beside spool recovery (recordings/recovery.py), which may work on the same
 files at the same time: a row recovery already made from the file is not made
@@ -85,7 +86,7 @@ class PendingRows:
         return bool(self._rows) and now >= self._next_try
 
     def retry(self, now: float) -> list:
-        """Write what is owed, oldest first; the closed Segment rows (to tell the device).
+        """Write what is owed, oldest first; the closed Segment rows (to queue and tell the device).
 
         Stops at the first sign that the database is still down and backs off."""
         closed = []
@@ -128,5 +129,6 @@ class PendingRows:
                 pass
             return None
         if row.close is not None:
-            return lifecycle.close_segment(row.segment_id, **row.close)  # None: recovery closed it first
+            # None: recovery closed it first. The writer sends the chain (recordings/chain_sends.py).
+            return lifecycle.close_segment(row.segment_id, queue=False, **row.close)
         return None

@@ -11,8 +11,9 @@ published. submit() only appends to a bounded deque. One writer thread per
 process (SharedWriter) drains every recorder's queue every WRITER_POLL_SECONDS,
 appends whole batches to the spool file, fsyncs every PART_SECONDS, cuts
 segments by recordings.segmenting.should_cut, and closes them through
-recordings.lifecycle (row -> closed, chain queued after commit, then
-`segment.persisted` to the device group). When the deque is full or the disk
+recordings.lifecycle (row -> closed, its processing chain sent -- or owed while
+Redis does not answer, recordings/chain_sends.py -- then `segment.persisted` to
+the device group). When the deque is full or the disk
 fails, frames are dropped *for recording only*.
 
 `entry` is the hand-off stream entry a frame came from (recordings/handoff.py):
@@ -36,6 +37,7 @@ import weakref
 from django.db import close_old_connections
 
 from recordings import constants, lifecycle, spool
+from recordings.chain_sends import OwedChains
 from recordings.pending_rows import DATABASE_DOWN, PendingRows
 from recordings.segmenting import OpenSegment, idle_expired, should_cut
 from sightline_agent.protocol import KIND_AUDIO, KIND_H264, KIND_JPEG, KIND_NAMES, Frame
@@ -48,8 +50,13 @@ _VIDEO_KINDS = (KIND_JPEG, KIND_H264)
 
 _live_recorders: "weakref.WeakSet[DeviceRecorder]" = weakref.WeakSet()
 SHUTDOWN_GRACE_SECONDS = 5.0
-PENDING_GRACE_SECONDS = 30.0  # a closed recorder keeps trying to write the rows it owes this long
+# A closed recorder keeps trying to write the rows it owes this long; the writer thread, with no
+# recorder left, to send the chains it owes.
+PENDING_GRACE_SECONDS = 30.0
 DATABASE_DOWN_REASON = "database unavailable: recording to the spool, segment rows pending"
+# First steps of processing chains not sent yet because Redis did not answer; one per process,
+# used by the writer thread only (SharedWriter).
+owed_chains = OwedChains()
 
 
 def close_all_recorders() -> int:
@@ -62,6 +69,7 @@ def close_all_recorders() -> int:
     deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
     for rec in recorders:
         rec.join(max(0.0, deadline - time.monotonic()))
+    _shared_writer().stop(max(0.0, deadline - time.monotonic()))  # logs the chains still owed
     return len(recorders)
 
 
@@ -274,12 +282,15 @@ class SharedWriter:
     sleeps WRITER_POLL_SECONDS. A slow database call while closing one segment
     delays the others' writes by that long; their queues absorb it
     (QUEUE_MAX_FRAMES), and frames beyond are dropped for recording only.
+    Each pass also sends the chains owed while Redis did not answer (owed_chains).
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._recorders: list[DeviceRecorder] = []
         self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._idle_since = 0.0  # when the last recorder left (the thread lingers for owed chains)
 
     def add(self, recorder: "DeviceRecorder") -> None:
         with self._lock:
@@ -288,6 +299,13 @@ class SharedWriter:
                 self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
                 self._thread.start()
 
+    def stop(self, timeout: float) -> None:
+        """Process exit: log the chains still owed (spool recovery queues them) and let the thread end."""
+        self._stopping = True
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
     def _run(self) -> None:
         from django.db import connection
 
@@ -295,8 +313,11 @@ class SharedWriter:
             while True:
                 with self._lock:
                     recorders = list(self._recorders)
-                    if not recorders:
+                    # With no recorder left, chains still owed get PENDING_GRACE_SECONDS more.
+                    if not recorders and (not owed_chains or self._stopping
+                                          or time.monotonic() - self._idle_since >= PENDING_GRACE_SECONDS):
                         self._thread = None  # add() starts a new one when needed
+                        owed_chains.abandon()
                         return
                 wrote = False
                 for recorder in recorders:
@@ -305,6 +326,13 @@ class SharedWriter:
                     if finished:
                         with self._lock:
                             self._recorders.remove(recorder)
+                            if not self._recorders:
+                                self._idle_since = time.monotonic()
+                now = time.monotonic()
+                if owed_chains.due(now):
+                    owed_chains.retry(now)
+                if self._stopping and owed_chains:
+                    owed_chains.abandon()
                 if not wrote:
                     time.sleep(constants.WRITER_POLL_SECONDS)
         finally:
@@ -524,6 +552,7 @@ class SpoolWriter:
         if not self.pending.due(now):
             return
         for segment in self.pending.retry(now):
+            owed_chains.send(segment.id, now)
             self.r._notify_persisted(lifecycle.persisted_message(segment))
         if not self.pending and now >= self.degraded_until:
             self.r._clear_degraded()
@@ -553,7 +582,7 @@ class SpoolWriter:
                 lifecycle.fail_segment(segment_id, "no frames were made durable")
                 os.unlink(self.path)
                 return
-            segment = lifecycle.close_segment(segment_id, **arguments)
+            segment = lifecycle.close_segment(segment_id, queue=False, **arguments)
         except DATABASE_DOWN as exc:  # the spool is durable: the close is retried when the database answers
             log.warning("device %s: cannot close segment %s yet: %s", self.r.device_id, segment_id, exc)
             self.pending.close(segment_id, str(self.path), arguments)
@@ -566,6 +595,9 @@ class SpoolWriter:
                 self._enter_degraded(f"cannot close segment {segment_id}: {exc}")
             return
         if segment is not None:
+            # After the commit, outside any transaction; owed (not raised) while Redis does not answer:
+            # the segment is closed and durable either way, so recording goes on undisturbed.
+            owed_chains.send(segment.id, time.monotonic())
             self.r._notify_persisted(lifecycle.persisted_message(segment))
 
     def _frame_interval_us(self, frames, last_ts) -> int:

@@ -4,7 +4,6 @@ The worker sends a chain's next step when a step succeeds. Celery's default trie
 0.6 s; a transcode finishing while Redis restarted then left its segment `transcoding` until spool
 recovery requeued it minutes later. The later steps carry constants.CHAIN_PUBLISH_RETRY_POLICY.
 """
-import subprocess
 import threading
 import time
 
@@ -14,7 +13,7 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 
 from recordings import constants, lifecycle
-from tests.support import free_port, wait_until
+from tests.support import RedisServer
 
 
 @pytest.fixture
@@ -34,36 +33,9 @@ def test_only_the_steps_the_worker_sends_wait_for_redis(steps):
         assert step.options["retry_policy"] == constants.CHAIN_PUBLISH_RETRY_POLICY and step.options["retry"]
 
 
-class Redis:
-    def __init__(self):
-        self.port = free_port()
-        self.process = None
-
-    def start(self):
-        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                                         "--save", "", "--appendonly", "no"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, socket_timeout=1)
-        wait_until(lambda: _pings(client), 10, "the test's redis-server")
-        return client
-
-    def stop(self):
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-def _pings(client) -> bool:
-    try:
-        return client.ping()
-    except redis.ConnectionError:
-        return False
-
-
 @pytest.fixture
 def broker():
-    server = Redis()
+    server = RedisServer()
     server.start()
     yield server
     server.stop()

@@ -36,7 +36,7 @@ def token(device_token):
 def queued(monkeypatch, settings):
     settings.SIGHTLINE = {**settings.SIGHTLINE, "SEGMENT_SECONDS": 1}
     ids = []
-    monkeypatch.setattr(lifecycle, "queue_processing", lambda segment_id: ids.append(str(segment_id)))
+    monkeypatch.setattr(lifecycle, "queue_processing", lambda segment_id, **send: ids.append(str(segment_id)))
     return ids
 
 

@@ -15,7 +15,7 @@ T0 = 1_763_700_000_000_000  # 2025-11-21 capture clock, microseconds
 def queued(monkeypatch):
     """Chains the recorder would queue; no broker needed here."""
     ids = []
-    monkeypatch.setattr(lifecycle, "queue_processing", lambda segment_id: ids.append(str(segment_id)))
+    monkeypatch.setattr(lifecycle, "queue_processing", lambda segment_id, **send: ids.append(str(segment_id)))
     return ids
 
 
