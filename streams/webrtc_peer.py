@@ -40,7 +40,7 @@ from streams.broadcast import Outbox, get_hub, redis_client
 from sightline_agent.protocol import HEADER_SIZE, KIND_AUDIO, KIND_H264, KIND_JPEG
 from streams.signalling import SignallingError
 from streams.webrtc_audio import PASSTHROUGH, AudioTrack, PassthroughAudio, SharedEncoders, choose_audio_route
-from streams.webrtc_relay import OFFERS_CHANNEL
+from streams.webrtc_relay import OFFERS_CHANNEL, PROCESSES_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +233,7 @@ class PeerService:
         self.ice_servers = ice_servers
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self.peers: dict[str, Peer] = {}
-        self.said_bye: dict[str, float] = {}  # sessions ended before their offer reached us
+        self.said_bye: dict[str, float] = {}  # sessions ended before their offer reached us (or another process)
         self.stats: Counter = Counter()
         self.encoders = SharedEncoders(ENCODER_FRAMES)
         self.channel: str | None = None
@@ -248,7 +248,7 @@ class PeerService:
         """Serve until `stop` is set; `ready()` is called once viewers can find this process."""
         count_encoder_frames()
         self.channel = await self.layer.new_channel()
-        await self._beat()
+        await self._beat()  # joins PROCESSES_GROUP too
         if ready is not None:
             ready()
         loops = [asyncio.create_task(self._read(OFFERS_CHANNEL)), asyncio.create_task(self._read(self.channel)),
@@ -316,10 +316,14 @@ class PeerService:
         peer = self.peers[session] = Peer(self, session, reply_to, device_id)
         try:
             answer = await peer.answer(sdp)
-        except BaseException:
-            self.peers.pop(session, None)
+        except BaseException as error:
+            ended = self.peers.pop(session, None) is None
             await peer.close()
+            if ended and isinstance(error, Exception):
+                return  # the viewer said bye meanwhile: closing the peer broke the answer; nobody to tell
             raise
+        if peer.closed:  # the viewer said bye while we gathered candidates
+            return
         self.stats["answers"] += 1
         await self._reply(reply_to, session, {"type": "webrtc_answer", "sdp": answer})
         await self._reply(reply_to, session, {"type": "webrtc_candidate", "candidate": None})  # end-of-candidates
@@ -364,6 +368,8 @@ class PeerService:
                  "audio_encoder_frames": ENCODER_FRAMES["SharedOpusEncoder"],
                  "audio_encoders": len(self.encoders.by_device),
                  "capture_to_peer_ms": self._latency()}
+        # Again at every beat: channels_redis forgets group members after its group_expiry (a day).
+        await self.layer.group_add(PROCESSES_GROUP, self.channel)
         async with client.pipeline(transaction=False) as pipe:
             pipe.zadd(groups.webrtc_peers_key(), {self.identity: time.time()})
             pipe.hset(groups.webrtc_stats_key(self.identity), mapping={k: str(v) for k, v in stats.items()})
@@ -385,6 +391,7 @@ class PeerService:
             await self.end(peer, {"type": "webrtc_bye", "reason": "the WebRTC process is stopping"})
         await self.encoders.close()
         try:
+            await self.layer.group_discard(PROCESSES_GROUP, self.channel)
             await redis_client().zrem(groups.webrtc_peers_key(), self.identity)
         except Exception:
             log.warning("could not remove this WebRTC process from Redis", exc_info=True)
