@@ -12,7 +12,8 @@ core of CPU per camera today; docs/protocol.md).
 
 Audio (streams/webrtc_audio.py): when the offer has an audio section and the device sends
 audio, the peer also gets an audio track: Opus and 8 kHz G.711 passed through, anything
-else encoded to Opus once per device and shared by its peers.
+else encoded to Opus once per device and shared by its peers. A device that reconnects with
+another audio format ends such peers with webrtc_bye code "format_changed" (offer again).
 
 A new peer starts at a keyframe: the Outbox gives it the cached one at once and the
 device is asked for a fresh one; a browser's PLI/FIR becomes a keyframe request too
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 VIDEO_CLOCK = Fraction(1, 90_000)
 HEARTBEAT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 30.0  # a peer not connected by then is closed (its viewer is gone)
+DEVICE_FORMAT_CHANGED = "device format changed"  # webrtc_bye reason (code signalling.FORMAT_CHANGED)
 _SEQ_TS = struct.Struct(">IQ")
 
 # Frames aiortc's own encoders were given, by encoder class: the "no re-encode" proof; and
@@ -154,10 +156,15 @@ class Peer:
         if route[0] == PASSTHROUGH:
             outbox = Outbox()
             outbox.kinds = frozenset({KIND_AUDIO})
-            self.audio_source = PassthroughAudio(outbox, audio["codec"])
+            self.audio_source = PassthroughAudio(outbox, audio, self._format_changed)
             await get_hub().add_viewer(self.device_id, outbox)
         else:
-            self.audio_source = await self.service.encoders.subscribe(self.device_id, audio)
+            self.audio_source = await self.service.encoders.subscribe(self.device_id, audio, self._format_changed)
+        # From here on a reconnection's presence event reaches the source; one that came between the
+        # read above and the subscription is seen here (offline now: its return would reach the source).
+        now = await devicemedia.read(redis_client(), self.device_id)
+        if now is not None and now.get("audio") != audio:
+            raise SignallingError(signalling.FAILED, DEVICE_FORMAT_CHANGED)
         self.audio_route = route
         self.audio_track = AudioTrack(self.audio_source, self.service.stats)
         transceiver = self.pc.addTransceiver(self.audio_track, direction="sendonly")
@@ -195,6 +202,13 @@ class Peer:
             raise SignallingError(signalling.BAD_CANDIDATE, "the candidate line cannot be parsed") from None
         parsed.sdpMid, parsed.sdpMLineIndex = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
         await self.pc.addIceCandidate(parsed)
+
+    def _format_changed(self) -> None:
+        """The device reconnected with another audio format: this peer's audio codec no longer fits.
+        Ended at once; the code tells the player to offer again (it gets the new format)."""
+        self.service.stats["format_changed_byes"] += 1
+        self.service.spawn(self.service.end(self, {"type": "webrtc_bye", "code": signalling.FORMAT_CHANGED,
+                                                   "reason": DEVICE_FORMAT_CHANGED}))
 
     def _on_jpeg(self) -> None:
         self.service.spawn(self.service.end(self, SignallingError(

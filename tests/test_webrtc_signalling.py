@@ -340,3 +340,52 @@ async def wait_for_holder(services, session, timeout=5):
                 return service
         assert time.monotonic() - started < timeout, "no process took the offer"
         await asyncio.sleep(0.005)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_state")
+@pytest.mark.parametrize("first, then", [
+    ({"codec": "opus", "rate": 48000, "channels": 2}, {"codec": "pcm_alaw", "rate": 8000, "channels": 1}),  # passthrough
+    ({"codec": "pcm_s16le", "rate": 16000, "channels": 1}, {"codec": "aac", "rate": 16000, "channels": 1}),  # transcode
+])
+async def test_a_device_back_with_another_audio_format_ends_its_audio_peers_with_a_format_changed_bye(
+        acme_camera, device_token, first, then):
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from streams.webrtc_peer import PeerService
+    from tests.live_helpers import HELLO, connect_device
+
+    device, _ = await connect_device(device_token, {**HELLO, "codecs": ["h264"], "audio": first})
+    service = PeerService(get_channel_layer(), max_peers=2, ice_servers=[])
+    client = RTCPeerConnection()
+    client.addTransceiver("video", direction="recvonly")
+    client.addTransceiver("audio", direction="recvonly")
+    connected = asyncio.Event()
+    client.on("connectionstatechange", lambda: client.connectionState == "connected" and connected.set())
+    await client.setLocalDescription(await client.createOffer())
+    layer = service.layer
+    reply_to = await layer.new_channel()
+    try:
+        await service._dispatch({"type": "webrtc.offer", "session": "s1", "reply_to": reply_to,
+                                 "device_id": str(acme_camera.pk), "sdp": client.localDescription.sdp})
+        answer = (await asyncio.wait_for(layer.receive(reply_to), 3))["message"]
+        assert answer["type"] == "webrtc_answer" and service.peers["s1"].audio_track is not None
+        await client.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await asyncio.wait_for(connected.wait(), 10)
+        await device.disconnect()
+        device, _ = await connect_device(device_token, {**HELLO, "codecs": ["h264"], "audio": then})
+        started = time.monotonic()
+        while True:
+            message = (await asyncio.wait_for(layer.receive(reply_to), 3))["message"]
+            if message["type"] not in ("webrtc_stats", "webrtc_candidate"):
+                break
+        assert message == {"type": "webrtc_bye", "code": "format_changed", "reason": "device format changed"}
+        print(f"\nformat change → bye in {(time.monotonic() - started) * 1000:.0f} ms")
+        assert service.peers == {} and service.stats["format_changed_byes"] == 1
+    finally:
+        for peer in list(service.peers.values()):
+            await service.end(peer, None)
+        await service.encoders.close()
+        await client.close()
+        await device.disconnect()
