@@ -226,3 +226,43 @@ def test_with_a_port_range_every_udp_socket_of_the_webrtc_process_is_inside_it(s
     assert json.loads(stdout.strip().splitlines()[-1])["frames"] >= 60  # ICE and media went through those ports
     print(f"\nWebRTC process UDP ports with WEBRTC_PORT_MIN/MAX {PORT_MIN}-{PORT_MAX}: {sorted(ports)}")
     assert ports and all(PORT_MIN <= port <= PORT_MAX for port in ports), sorted(ports)
+
+
+def test_a_device_back_with_another_audio_codec_gets_its_viewer_to_offer_again_and_hear_it(
+        stack, personas, acme_camera):
+    """Opus passed through, then the device reconnects sending 8 kHz A-law: the peer is ended with
+    webrtc_bye format_changed, the example offers again and receives PCMA holding the same tone."""
+    import json
+
+    from tests.test_webrtc_audio import strongest_frequency
+
+    log = stack["tmp"] / f"agent-{acme_camera.pk}.log"
+    tone = ("--audio-source", "tone:440")
+    start_agent(stack, acme_camera, audio=("--audio-codec", "opus", *tone))
+    wait_until(lambda: "connected: device" in log.read_text(), 30, "the agent to connect")
+    use_server_password_hasher(personas["viewer"].username, "password")
+    (stack["tmp"] / "password").write_text("password")
+    wav = stack["tmp"] / "received.wav"
+    example = subprocess.Popen([PY, "examples/webrtc_viewer.py", "--url", stack["url"], "--user",
+                                personas["viewer"].username, "--password-file", str(stack["tmp"] / "password"),
+                                "--device", str(acme_camera.pk), "--frames", "150", "--audio-frames", "100",
+                                "--audio-wav", str(wav), "--timeout", "40"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: webrtc_stats(stack["env"]).get("audio_packets_sent", 0) >= 25, 15, "Opus to flow")
+        stop(stack["processes"].pop(f"agent-{acme_camera.pk}"))
+        log.write_text("")
+        start_agent(stack, acme_camera, audio=("--audio-codec", "pcm_alaw", *tone))
+        wait_until(lambda: "connected: device" in log.read_text(), 30, "the agent to reconnect")
+        stdout, stderr = example.communicate(timeout=60)
+    finally:
+        if example.poll() is None:
+            example.kill()
+    assert example.returncode == 0, stdout + stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["reoffers"] == 1 and summary["error"] is None
+    assert (summary["audio_codec"], summary["audio_rate"]) == ("audio/PCMA", 8000)
+    rate, samples = wav_samples(wav)
+    assert rate == 8000 and abs(strongest_frequency(samples[-8000:], 8000) - 440) <= 10
+    stats = webrtc_stats(stack["env"])
+    assert stats["format_changed_byes"] == 1 and stats["answers"] == 2
