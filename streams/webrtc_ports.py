@@ -72,7 +72,8 @@ class PortRangeEventLoop(asyncio.SelectorEventLoop):
 
 
 def loop_factory(ports: tuple[int, int] | None):
-    """For asyncio.Runner: the default loop without a range, else a PortRangeEventLoop."""
+    """For asyncio.Runner(loop_factory=...): None (asyncio's default, as asyncio.run) without a
+    range, else a PortRangeEventLoop."""
     if ports is None:
-        return asyncio.new_event_loop
+        return None
     return lambda: PortRangeEventLoop(ports)
