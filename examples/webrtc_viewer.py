@@ -15,7 +15,10 @@ for 8 kHz G.711 devices) and the script counts the decoded audio frames (and wit
 answers the audio section inactive. Signalling is documented in docs/protocol.md,
 "WebRTC"; this script is the whole client side of it.
 Prints one JSON line at the end: frames decoded, size, time to the first frame,
-audio frames decoded, their codec, rate and channels.
+audio frames decoded, their codec, rate and channels. When the device reconnects with
+another audio format the server ends the session with a webrtc_bye of code
+"format_changed": the script offers again at once ("reoffers" counts it; the audio
+fields and the WAV file then describe the new session's audio).
 Exit status: 0 when --frames (and --audio-frames) were decoded, 1 on an error or timeout.
 """
 from __future__ import annotations
@@ -63,12 +66,15 @@ def answered_audio_codec(sdp: str) -> str | None:
     return None
 
 
+AUDIO_FIELDS = {"audio_codec": None, "audio_frames": 0, "audio_samples": 0, "audio_rate": None, "audio_channels": None}
+
+
 async def watch(base: str, session: str, device: str, want: int, timeout: float,
                 want_audio: int = 0, wav_path: str | None = None) -> dict:
     ws_url = re.sub(r"^http", "ws", base) + f"/ws/view/{device}/"
     headers = {"Cookie": f"sessionid={session}", "Origin": base}
-    result = {"frames": 0, "width": None, "height": None, "first_frame_ms": None, "error": None,
-              "audio_codec": None, "audio_frames": 0, "audio_samples": 0, "audio_rate": None, "audio_channels": None}
+    result = {"frames": 0, "width": None, "height": None, "first_frame_ms": None, "error": None, "reoffers": 0,
+              **AUDIO_FIELDS}
     wav = None
     started = time.monotonic()
     async with websockets.connect(ws_url, additional_headers=headers, max_size=None) as ws:
@@ -78,15 +84,13 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float,
         # Only signalling on this socket: no frames over the WebSocket while WebRTC plays.
         await ws.send(json.dumps({"type": "subscribe", "kinds": []}))
         servers = [RTCIceServer(**s) for s in (welcome.get("webrtc") or {}).get("ice_servers", [])]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        pc.addTransceiver("video", direction="recvonly")
-        pc.addTransceiver("audio", direction="recvonly")
         done = asyncio.Event()
+        pc = None  # the current session's peer connection; a format_changed bye replaces it
 
         def enough() -> bool:
             return result["frames"] >= want and result["audio_frames"] >= want_audio
 
-        async def consume_audio(track):
+        async def consume_audio(track, mine):
             nonlocal wav
             try:
                 while not done.is_set():
@@ -107,31 +111,38 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float,
             except MediaStreamError:
                 pass
 
-        @pc.on("track")
-        def on_track(track):
-            if track.kind == "audio":
-                asyncio.ensure_future(consume_audio(track))
-                return
+        async def consume_video(track, mine):
+            try:
+                while not enough():
+                    frame = await track.recv()
+                    result["frames"] += 1
+                    result["width"], result["height"] = frame.width, frame.height
+                    if result["first_frame_ms"] is None:
+                        result["first_frame_ms"] = round((time.monotonic() - started) * 1000)
+            except MediaStreamError:
+                # The server ended the peer; its webrtc_error/webrtc_bye saying why is on
+                # the socket, possibly a moment behind: give it the time to arrive.
+                await asyncio.sleep(1.0)
+                if mine is not pc:
+                    return  # replaced by a new offer (format_changed): that session goes on
+            done.set()
 
-            async def consume():
-                try:
-                    while not enough():
-                        frame = await track.recv()  # decoded by aiortc: an av.VideoFrame
-                        result["frames"] += 1
-                        result["width"], result["height"] = frame.width, frame.height
-                        if result["first_frame_ms"] is None:
-                            result["first_frame_ms"] = round((time.monotonic() - started) * 1000)
-                except MediaStreamError:
-                    # The server ended the peer; its webrtc_error/webrtc_bye saying why is on
-                    # the socket, possibly a moment behind: give it the time to arrive.
-                    await asyncio.sleep(1.0)
-                done.set()
-            asyncio.ensure_future(consume())
+        async def offer():
+            nonlocal pc
+            pc = mine = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+            mine.addTransceiver("video", direction="recvonly")
+            mine.addTransceiver("audio", direction="recvonly")
 
-        await pc.setLocalDescription(await pc.createOffer())  # aiortc gathers candidates first
-        await ws.send(json.dumps({"type": "webrtc_offer", "sdp": pc.localDescription.sdp}))
+            @mine.on("track")
+            def on_track(track):
+                consume = consume_audio if track.kind == "audio" else consume_video
+                asyncio.ensure_future(consume(track, mine))
+
+            await mine.setLocalDescription(await mine.createOffer())  # aiortc gathers candidates first
+            await ws.send(json.dumps({"type": "webrtc_offer", "sdp": mine.localDescription.sdp}))
 
         async def signalling():
+            nonlocal wav
             async for text in ws:
                 if isinstance(text, bytes):
                     continue
@@ -140,6 +151,17 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float,
                 if kind == "webrtc_answer":
                     result["audio_codec"] = answered_audio_codec(message["sdp"])
                     await pc.setRemoteDescription(RTCSessionDescription(sdp=message["sdp"], type="answer"))
+                elif kind == "webrtc_bye" and message.get("code") == "format_changed":
+                    # The device came back with another audio format: offer again at once. The
+                    # audio fields (and --audio-wav) then describe the new session's audio.
+                    result["reoffers"] += 1
+                    result.update(AUDIO_FIELDS)
+                    if wav is not None:
+                        wav.close()
+                        wav = None
+                    old = pc
+                    await offer()
+                    await old.close()
                 elif kind in ("webrtc_error", "webrtc_bye"):
                     result["error"] = message
                     done.set()
@@ -147,6 +169,7 @@ async def watch(base: str, session: str, device: str, want: int, timeout: float,
                 elif kind == "ping":
                     await ws.send(json.dumps({"type": "pong", "id": message.get("id"), "ts": message.get("ts")}))
 
+        await offer()
         reader = asyncio.ensure_future(signalling())
         try:
             await asyncio.wait_for(done.wait(), timeout)

@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from project import namespace
 from streams.signalling import parse_ice_servers  # noqa: E402  (pure: no models)
+from streams.webrtc_ports import parse_port_range  # noqa: E402  (pure: no models)
 from project.env import (
     csp_sources,
     database_from_url,
@@ -396,6 +397,9 @@ SIGHTLINE = {
     "WEBRTC_ICE_SERVERS": parse_ice_servers(env_str("WEBRTC_ICE_SERVERS", "[]")),
     "WEBRTC_MAX_PEERS": env_int("WEBRTC_MAX_PEERS", 50, minimum=1),
     "WEBRTC_ANSWER_TIMEOUT_SECONDS": env_int("WEBRTC_ANSWER_TIMEOUT_SECONDS", 3, minimum=1),
+    # The UDP ports the WebRTC process's peers use (streams/webrtc_ports.py), (min, max) inclusive;
+    # None: any port the OS gives.
+    "WEBRTC_PORT_RANGE": parse_port_range(env_str("WEBRTC_PORT_MIN", ""), env_str("WEBRTC_PORT_MAX", "")),
 }
 
 # Email: invitations to join an organisation (accounts/invites.py). The console

@@ -25,6 +25,8 @@ BUSY = "busy"                      # the WebRTC process has WEBRTC_MAX_PEERS pee
 TIMEOUT = "timeout"                # no answer in time
 NOT_H264 = "not_h264"              # the device sends JPEG: watch it over the WebSocket
 FAILED = "failed"                  # the peer could not be set up (or ICE failed later)
+# webrtc_bye's code when the device reconnected with another audio format: offer again at once.
+FORMAT_CHANGED = "format_changed"
 
 
 class SignallingError(Exception):

@@ -14,10 +14,18 @@ the device's codec and on what the offer accepts (choose_audio_route, pure):
 aiortc's RTCRtpSender calls its encoder's pack() (no encoding) for anything a track's recv()
 returns that is not an av.Frame, so in every route aiortc's own per-peer encoders never run.
 Work of the shared encoder is counted in ENCODER_FRAMES["SharedOpusEncoder"].
+
+A device that reconnects with another hello.audio ends the audio of every peer set up for the
+old one (format_changed): the codec was negotiated for the old format, and neither its bytes
+(passthrough) nor the shared encoder's decoder fit the new one. The presence event of the new
+connection carries its media and reaches each audio Outbox before any of its audio, so no peer
+is handed a byte of the new format; the peer is then ended with a webrtc_bye whose code,
+"format_changed", tells the player to offer again at once (streams/webrtc_peer.py).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import struct
 from collections import Counter, deque
@@ -57,6 +65,21 @@ def choose_audio_route(audio: dict | None, offered: set[str]) -> tuple[str, str]
     return (TRANSCODE, "audio/opus") if "audio/opus" in offered else None
 
 
+def format_changed(control: str, audio: dict) -> bool:
+    """Whether a control message of the device's frames channel is the presence event of a new
+    connection whose hello.audio is not `audio` (the format a peer's audio was set up for)."""
+    if not control.startswith('{"type":"presence"'):  # the hub relays presence as published (compact JSON)
+        return False
+    try:
+        event = json.loads(control)
+    except ValueError:
+        return False
+    if event.get("type") != "presence" or not event.get("online"):
+        return False  # a disconnect: nothing more comes in the old format, nor any wrong one
+    media = event.get("media")
+    return (media.get("audio") if isinstance(media, dict) else None) != audio
+
+
 def place(expected: int | None, stamped: int, tolerance: int) -> int:
     """The pts of a packet: the running sample clock (`expected`, the end of the previous packet)
     unless its capture time (`stamped`) says audio was lost; never earlier than `expected`."""
@@ -76,11 +99,12 @@ def _timestamp_us(message: bytes) -> int:
 class PacketFeed:
     """Packets for one track: a bounded queue (oldest dropped) and its wake-up."""
 
-    def __init__(self):
+    def __init__(self, on_format_change=lambda: None):
         self.packets: deque[av.Packet] = deque()
         self.event = asyncio.Event()
         self.closed = False
         self.drops = 0
+        self.on_format_change = on_format_change
 
     def put(self, packet: av.Packet) -> None:
         if len(self.packets) >= FEED_MAX:
@@ -107,12 +131,16 @@ class PacketFeed:
 
 
 class PassthroughAudio:
-    """A device's Opus or G.711 payloads as av.Packets, read from this peer's own audio Outbox."""
+    """A device's Opus or G.711 payloads as av.Packets, read from this peer's own audio Outbox.
+    Ends (MediaStreamError, after calling on_format_change) when the device's format changes."""
 
-    def __init__(self, outbox: Outbox, codec: str):
+    def __init__(self, outbox: Outbox, audio: dict, on_format_change=lambda: None):
         self.outbox = outbox
-        self.clock = OPUS_CLOCK if codec == "opus" else G711_CLOCK
-        self.opus = codec == "opus"
+        self.audio = audio
+        self.on_format_change = on_format_change
+        self.changed = False
+        self.clock = OPUS_CLOCK if audio["codec"] == "opus" else G711_CLOCK
+        self.opus = audio["codec"] == "opus"
         self.pending: deque[av.Packet] = deque()
         self._origin_us: int | None = None
         self._next_pts: int | None = None
@@ -135,25 +163,38 @@ class PassthroughAudio:
         self._next_pts = pts
         return out
 
+    def _control(self, text: str) -> None:
+        if not self.changed and format_changed(text, self.audio):
+            # Control is popped before queued audio: what is left may be of either format. Drop it all.
+            self.changed = True
+            self.pending.clear()
+            self.outbox.close()
+            self.on_format_change()
+
     def discard_backlog(self) -> None:
         last = None
         while (item := self.outbox.pop()) is not None:
-            if item.__class__ is not str and item[2] == KIND_AUDIO:
+            if item.__class__ is str:
+                self._control(item)
+            elif item[2] == KIND_AUDIO:
                 last = item
-        if last is not None:
+        if last is not None and not self.changed:
             self.pending.extend(self._packets(last))
 
     async def next_packet(self) -> av.Packet:
         while not self.pending:
+            if self.changed:
+                raise MediaStreamError
             item = self.outbox.pop()
             if item is None:
                 if self.outbox.closed:
                     raise MediaStreamError
                 await self.outbox.wait()
                 continue
-            if item.__class__ is str or item[2] != KIND_AUDIO:
-                continue  # presence and stats meant for socket viewers
-            self.pending.extend(self._packets(item))
+            if item.__class__ is str:
+                self._control(item)  # else presence and stats meant for socket viewers
+            elif item[2] == KIND_AUDIO:
+                self.pending.extend(self._packets(item))
         return self.pending.popleft()
 
     def close(self) -> None:
@@ -244,6 +285,7 @@ class SharedOpusEncoder:
         self.resampler = av.AudioResampler(format="s16", layout=layout, rate=OPUS_CLOCK, frame_size=960)
         self.pts = 0
         self.task: asyncio.Task | None = None
+        self.changed = False  # the device came back with another format: this encoder is done
 
     async def start(self) -> None:
         await get_hub().add_viewer(self.device_id, self.outbox)
@@ -266,7 +308,12 @@ class SharedOpusEncoder:
                     return
                 await self.outbox.wait()
                 continue
-            if item.__class__ is str or item[2] != KIND_AUDIO:
+            if item.__class__ is str:
+                if format_changed(item, self.audio):
+                    self._format_changed()
+                    return
+                continue
+            if item[2] != KIND_AUDIO:
                 continue
             try:
                 packets = self.encode(item[HEADER_SIZE:])
@@ -276,6 +323,15 @@ class SharedOpusEncoder:
             for packet in packets:
                 for feed in self.feeds:
                     feed.put(packet)
+
+    def _format_changed(self) -> None:
+        """The decoder is for the old format: stop; each peer is told (its feed ends)."""
+        self.changed = True
+        self.outbox.close()
+        for feed in self.feeds:
+            feed.packets.clear()
+            feed.close()
+            feed.on_format_change()
 
     def encode(self, payload: bytes) -> list[av.Packet]:
         """Opus packets (pts in 48 kHz samples, continuous) of one device payload."""
@@ -301,16 +357,18 @@ class SharedEncoders:
         self.by_device: dict[str, SharedOpusEncoder] = {}
         self._lock = asyncio.Lock()
 
-    async def subscribe(self, device_id: str, audio: dict) -> PacketFeed:
+    async def subscribe(self, device_id: str, audio: dict, on_format_change=lambda: None) -> PacketFeed:
         async with self._lock:
             encoder = self.by_device.get(device_id)
-            if encoder is None or encoder.audio != audio:  # first peer, or the device came back changed
+            if encoder is None or encoder.audio != audio or encoder.changed:  # first peer, or the device changed
                 if encoder is not None:
+                    if not encoder.changed:
+                        encoder._format_changed()  # its peers learn it now, not from its presence event later
                     await encoder.stop()
                 encoder = SharedOpusEncoder(device_id, audio, self.counter)
                 await encoder.start()
                 self.by_device[device_id] = encoder
-            feed = PacketFeed()
+            feed = PacketFeed(on_format_change)
             encoder.feeds.add(feed)
             return feed
 

@@ -12,7 +12,8 @@ core of CPU per camera today; docs/protocol.md).
 
 Audio (streams/webrtc_audio.py): when the offer has an audio section and the device sends
 audio, the peer also gets an audio track: Opus and 8 kHz G.711 passed through, anything
-else encoded to Opus once per device and shared by its peers.
+else encoded to Opus once per device and shared by its peers. A device that reconnects with
+another audio format ends such peers with webrtc_bye code "format_changed" (offer again).
 
 A new peer starts at a keyframe: the Outbox gives it the cached one at once and the
 device is asked for a fresh one; a browser's PLI/FIR becomes a keyframe request too
@@ -40,13 +41,14 @@ from streams.broadcast import Outbox, get_hub, redis_client
 from sightline_agent.protocol import HEADER_SIZE, KIND_AUDIO, KIND_H264, KIND_JPEG
 from streams.signalling import SignallingError
 from streams.webrtc_audio import PASSTHROUGH, AudioTrack, PassthroughAudio, SharedEncoders, choose_audio_route
-from streams.webrtc_relay import OFFERS_CHANNEL
+from streams.webrtc_relay import OFFERS_CHANNEL, PROCESSES_GROUP
 
 log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = Fraction(1, 90_000)
 HEARTBEAT_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 30.0  # a peer not connected by then is closed (its viewer is gone)
+DEVICE_FORMAT_CHANGED = "device format changed"  # webrtc_bye reason (code signalling.FORMAT_CHANGED)
 _SEQ_TS = struct.Struct(">IQ")
 
 # Frames aiortc's own encoders were given, by encoder class: the "no re-encode" proof; and
@@ -154,10 +156,15 @@ class Peer:
         if route[0] == PASSTHROUGH:
             outbox = Outbox()
             outbox.kinds = frozenset({KIND_AUDIO})
-            self.audio_source = PassthroughAudio(outbox, audio["codec"])
+            self.audio_source = PassthroughAudio(outbox, audio, self._format_changed)
             await get_hub().add_viewer(self.device_id, outbox)
         else:
-            self.audio_source = await self.service.encoders.subscribe(self.device_id, audio)
+            self.audio_source = await self.service.encoders.subscribe(self.device_id, audio, self._format_changed)
+        # From here on a reconnection's presence event reaches the source; one that came between the
+        # read above and the subscription is seen here (offline now: its return would reach the source).
+        now = await devicemedia.read(redis_client(), self.device_id)
+        if now is not None and now.get("audio") != audio:
+            raise SignallingError(signalling.FAILED, DEVICE_FORMAT_CHANGED)
         self.audio_route = route
         self.audio_track = AudioTrack(self.audio_source, self.service.stats)
         transceiver = self.pc.addTransceiver(self.audio_track, direction="sendonly")
@@ -196,6 +203,13 @@ class Peer:
         parsed.sdpMid, parsed.sdpMLineIndex = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
         await self.pc.addIceCandidate(parsed)
 
+    def _format_changed(self) -> None:
+        """The device reconnected with another audio format: this peer's audio codec no longer fits.
+        Ended at once; the code tells the player to offer again (it gets the new format)."""
+        self.service.stats["format_changed_byes"] += 1
+        self.service.spawn(self.service.end(self, {"type": "webrtc_bye", "code": signalling.FORMAT_CHANGED,
+                                                   "reason": DEVICE_FORMAT_CHANGED}))
+
     def _on_jpeg(self) -> None:
         self.service.spawn(self.service.end(self, SignallingError(
             signalling.NOT_H264, "this device sends JPEG: watch it over the WebSocket").as_message()))
@@ -233,7 +247,7 @@ class PeerService:
         self.ice_servers = ice_servers
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         self.peers: dict[str, Peer] = {}
-        self.said_bye: dict[str, float] = {}  # sessions ended before their offer reached us
+        self.said_bye: dict[str, float] = {}  # sessions ended before their offer reached us (or another process)
         self.stats: Counter = Counter()
         self.encoders = SharedEncoders(ENCODER_FRAMES)
         self.channel: str | None = None
@@ -248,7 +262,7 @@ class PeerService:
         """Serve until `stop` is set; `ready()` is called once viewers can find this process."""
         count_encoder_frames()
         self.channel = await self.layer.new_channel()
-        await self._beat()
+        await self._beat()  # joins PROCESSES_GROUP too
         if ready is not None:
             ready()
         loops = [asyncio.create_task(self._read(OFFERS_CHANNEL)), asyncio.create_task(self._read(self.channel)),
@@ -316,10 +330,14 @@ class PeerService:
         peer = self.peers[session] = Peer(self, session, reply_to, device_id)
         try:
             answer = await peer.answer(sdp)
-        except BaseException:
-            self.peers.pop(session, None)
+        except BaseException as error:
+            ended = self.peers.pop(session, None) is None
             await peer.close()
+            if ended and isinstance(error, Exception):
+                return  # the viewer said bye meanwhile: closing the peer broke the answer; nobody to tell
             raise
+        if peer.closed:  # the viewer said bye while we gathered candidates
+            return
         self.stats["answers"] += 1
         await self._reply(reply_to, session, {"type": "webrtc_answer", "sdp": answer})
         await self._reply(reply_to, session, {"type": "webrtc_candidate", "candidate": None})  # end-of-candidates
@@ -364,6 +382,8 @@ class PeerService:
                  "audio_encoder_frames": ENCODER_FRAMES["SharedOpusEncoder"],
                  "audio_encoders": len(self.encoders.by_device),
                  "capture_to_peer_ms": self._latency()}
+        # Again at every beat: channels_redis forgets group members after its group_expiry (a day).
+        await self.layer.group_add(PROCESSES_GROUP, self.channel)
         async with client.pipeline(transaction=False) as pipe:
             pipe.zadd(groups.webrtc_peers_key(), {self.identity: time.time()})
             pipe.hset(groups.webrtc_stats_key(self.identity), mapping={k: str(v) for k, v in stats.items()})
@@ -385,6 +405,7 @@ class PeerService:
             await self.end(peer, {"type": "webrtc_bye", "reason": "the WebRTC process is stopping"})
         await self.encoders.close()
         try:
+            await self.layer.group_discard(PROCESSES_GROUP, self.channel)
             await redis_client().zrem(groups.webrtc_peers_key(), self.identity)
         except Exception:
             log.warning("could not remove this WebRTC process from Redis", exc_info=True)

@@ -3,6 +3,7 @@
     browser ─webrtc_offer─► ViewerConsumer ─► WebrtcRelay ─channel layer "webrtc.offers"─► any WebRTC process
     browser ◄─webrtc_answer── ViewerConsumer ◄── channel layer (this socket's channel) ◄── that process
     browser ─webrtc_candidate/bye─► … ─► the answering process's own channel
+    browser ─webrtc_bye before the answer─► channel-layer group "webrtc.processes" (every WebRTC process)
 
 The socket already passed the tenant lookup for this device (accounts/tenancy.py), so a
 relay only ever asks for the device of its own socket: an outsider never gets this far
@@ -22,6 +23,7 @@ from streams.signalling import SignallingError
 log = logging.getLogger(__name__)
 
 OFFERS_CHANNEL = "webrtc.offers"  # a channel-layer queue every WebRTC process reads
+PROCESSES_GROUP = "webrtc.processes"  # a channel-layer group every WebRTC process's own channel joins
 PEER_STALE_SECONDS = 6.0  # a WebRTC process beats every 2 s; beyond this it is taken for gone
 
 
@@ -113,8 +115,13 @@ class WebrtcRelay:
             return
         bye = {"type": "webrtc.bye", "session": session, "device_id": self.device_id, "reason": reason}
         try:
-            # Not answered yet: the offer may still be queued; the process drops sessions it gets a bye for.
-            await self.layer.send(peer or OFFERS_CHANNEL, bye)
+            if peer is not None:
+                await self.layer.send(peer, bye)
+            else:
+                # Not answered yet: we do not know which process took the offer (if any did: it may
+                # still be queued), so every process is told. The one holding the peer closes it at
+                # once; the others remember the session and drop its offer should it reach them.
+                await self.layer.group_send(PROCESSES_GROUP, bye)
         except Exception:
             log.warning("could not send bye for WebRTC session %s", session, exc_info=True)
 

@@ -146,3 +146,18 @@ def test_player_modes_go_webrtc_webcodecs_mse_jpeg_by_capability_and_a_forced_on
         ];""")
     assert out == [["webrtc", "webcodecs", "mse", "jpeg"], ["mse", "jpeg"], ["mse", "webrtc", "webcodecs", "jpeg"],
                    ["jpeg"], ["webrtc", "webcodecs", "mse", "jpeg"], "webrtc", "mse", None]
+
+
+def test_a_format_changed_bye_makes_the_webrtc_player_offer_again_instead_of_falling_back():
+    out = run_js("players/select.js", """
+        const modes = ['webrtc', 'webcodecs', 'mse', 'jpeg'];
+        return [m.nextModeIndex(modes, 0, 'reoffer'), m.nextModeIndex(modes, 0, 'bye'),
+                m.nextModeIndex(modes, 0, 'not_h264'), m.nextModeIndex(modes, 3, 'failed')];""")
+    assert out == [0, 1, 3, 3]
+    codes = run_js("players/webrtc.js", """
+        const codes = [];
+        const make = () => new m.WebrtcPlayer(null, {send: () => {}, onFail: (reason, code) => codes.push([reason, code])});
+        make().handleText({type: 'webrtc_bye', code: 'format_changed', reason: 'device format changed'});
+        make().handleText({type: 'webrtc_bye', reason: 'the WebRTC process is stopping'});
+        return codes;""")
+    assert codes == [["bye: device format changed", "reoffer"], ["bye: the WebRTC process is stopping", "bye"]]

@@ -43,6 +43,7 @@ def _start(**overrides):
         ("MAX_FPS", "fast"),
         ("WS_MAX_SIZE_BYTES", "1000"),  # not above MAX_MESSAGE_BYTES: clients would get 1009, not 4006
         ("WS_MAX_SIZE_BYTES", "big"),
+        ("WEBRTC_PORT_MIN", "50000"),  # without WEBRTC_PORT_MAX
     ],
 )
 def test_a_bad_value_fails_at_start_naming_the_variable(variable, value):

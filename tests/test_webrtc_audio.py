@@ -1,6 +1,7 @@
 """Audio on the WebRTC path (streams/webrtc_audio.py): which route a device's audio takes for an
 offer, how passed-through packets are timed, and the once-per-device Opus encoder."""
 import asyncio
+import json
 import math
 import struct
 from array import array
@@ -8,11 +9,12 @@ from collections import Counter
 
 import av
 import pytest
+from aiortc.mediastreams import MediaStreamError
 
 from sightline_agent.audio import AudioEncoder, open_audio_source
 from streams.broadcast import Outbox
 from sightline_agent.protocol import HEADER, KIND_AUDIO, KIND_H264
-from streams.webrtc_audio import (PASSTHROUGH, TRANSCODE, PacketFeed, PassthroughAudio, SharedOpusEncoder,
+from streams.webrtc_audio import (PASSTHROUGH, TRANSCODE, PacketFeed, PassthroughAudio, SharedOpusEncoder, format_changed,
                                   choose_audio_route, place, split_g711)
 
 BROWSER = {"audio/opus", "audio/pcmu", "audio/pcma", "audio/g722"}
@@ -50,10 +52,70 @@ def audio_message(payload: bytes, seq: int, ts_us: int, kind: int = KIND_AUDIO) 
     return HEADER.pack(0x53, 1, kind, 0x06, seq, ts_us, 0, 1, len(payload)) + payload
 
 
+ALAW = {"codec": "pcm_alaw", "rate": 8000, "channels": 1}
+OPUS = {"codec": "opus", "rate": 48000, "channels": 2}
+PCM16K = {"codec": "pcm_s16le", "rate": 16000, "channels": 1}
+
+
+def presence(online: bool, audio: dict | None) -> str:
+    """The presence event as the device consumer publishes it (compact JSON) and the hub relays it."""
+    media = {"video": ["h264"], "audio": audio, "talkback": None} if online else None
+    return json.dumps({"type": "presence", "device_id": "d", "online": online, "last_seen": None, "media": media},
+                      separators=(",", ":"))
+
+
+def test_only_a_new_connection_with_another_audio_format_is_a_format_change():
+    assert not format_changed(presence(True, ALAW), ALAW)  # reconnected, same format
+    assert format_changed(presence(True, OPUS), ALAW)
+    assert format_changed(presence(True, {**ALAW, "rate": 16000}), ALAW)
+    assert format_changed(presence(True, None), ALAW)  # came back without audio
+    assert not format_changed(presence(False, None), ALAW)  # gone: nothing more will come
+    assert not format_changed('{"type":"stats","fps":10}', ALAW)
+    assert not format_changed('{"type":"presence", broken', ALAW)
+
+
+def test_a_passthrough_source_never_hands_over_a_byte_of_the_new_format():
+    told = []
+
+    async def scenario():
+        outbox = Outbox()
+        source = PassthroughAudio(outbox, ALAW, lambda: told.append(1))
+        outbox.offer_frame(KIND_AUDIO, False, audio_message(b"\x01" * 160, 1, 1_000_000))
+        first = await source.next_packet()
+        # The device reconnects as Opus: its presence event, then its audio (the Outbox pops control first).
+        outbox.offer_frame(KIND_AUDIO, False, audio_message(b"\x02" * 160, 2, 1_020_000))
+        outbox.put_control(presence(True, OPUS))
+        outbox.offer_frame(KIND_AUDIO, False, audio_message(bytes([0xF8]) + bytes(40), 1, 1_100_000))
+        with pytest.raises(MediaStreamError):
+            await source.next_packet()
+        with pytest.raises(MediaStreamError):
+            await source.next_packet()
+        return first
+
+    assert bytes(asyncio.run(scenario())) == b"\x01" * 160 and told == [1]
+
+
+def test_a_format_change_queued_while_the_peer_connected_ends_the_source_too():
+    told = []
+
+    async def scenario():
+        outbox = Outbox()
+        source = PassthroughAudio(outbox, OPUS, lambda: told.append(1))
+        outbox.offer_frame(KIND_AUDIO, False, audio_message(bytes([0xF8]) + bytes(40), 1, 1_000_000))
+        outbox.put_control(presence(True, ALAW))
+        outbox.offer_frame(KIND_AUDIO, False, audio_message(b"\x02" * 160, 1, 1_100_000))
+        source.discard_backlog()
+        with pytest.raises(MediaStreamError):
+            await source.next_packet()
+
+    asyncio.run(scenario())
+    assert told == [1]
+
+
 def test_passed_through_g711_packets_are_timed_in_8khz_samples_and_skip_video():
     async def scenario():
         outbox = Outbox()
-        source = PassthroughAudio(outbox, "pcm_alaw")
+        source = PassthroughAudio(outbox, ALAW)
         outbox.offer_frame(KIND_H264, True, audio_message(b"\0\0\0\1", 1, 0, KIND_H264))
         outbox.offer_frame(KIND_AUDIO, False, audio_message(bytes(320), 1, 1_000_000))
         outbox.offer_frame(KIND_AUDIO, False, audio_message(bytes(160), 2, 1_040_000))
@@ -68,7 +130,7 @@ def test_passed_through_g711_packets_are_timed_in_8khz_samples_and_skip_video():
 def test_the_backlog_queued_before_the_peer_connected_is_skipped_to_the_newest():
     async def scenario():
         outbox = Outbox()
-        source = PassthroughAudio(outbox, "opus")
+        source = PassthroughAudio(outbox, OPUS)
         opus_20ms = bytes([0xF8]) + bytes(40)  # TOC: CELT fullband 20 ms
         for i in range(10):
             outbox.offer_frame(KIND_AUDIO, False, audio_message(opus_20ms + bytes([i]), i, 1_000_000 + i * 20_000))
@@ -161,3 +223,67 @@ def test_peers_of_one_device_share_one_encoder_until_the_last_leaves(monkeypatch
         assert hub.viewers == [] and other.closed
 
     asyncio.run(scenario())
+
+
+def test_the_shared_encoder_stops_and_tells_its_peers_when_the_device_comes_back_in_another_format(monkeypatch):
+    from streams import webrtc_audio
+
+    class FakeHub:
+        async def add_viewer(self, device_id, outbox):
+            pass
+
+        async def remove_viewer(self, device_id, outbox):
+            pass
+
+    monkeypatch.setattr(webrtc_audio, "get_hub", lambda: FakeHub())
+    told = []
+
+    async def scenario():
+        encoders = webrtc_audio.SharedEncoders(Counter())
+        feeds = [await encoders.subscribe("a", PCM16K, lambda n=n: told.append(n)) for n in (1, 2)]
+        encoder = encoders.by_device["a"]
+        tone = open_audio_source("tone:440", 16000)
+        encoder.outbox.offer_frame(KIND_AUDIO, False, audio_message(tone.read(320 * 5), 1, 1_000_000))
+        assert (await asyncio.wait_for(feeds[0].next_packet(), 5)).pts == 0
+        feeds[0].packets.clear()
+        feeds[1].packets.clear()
+        encoded = encoder.counter["SharedOpusEncoder"]
+        # Back as 8 kHz A-law: 16-bit PCM at 16 kHz is what this encoder's decoder would make of it.
+        encoder.outbox.put_control(presence(True, ALAW))
+        encoder.outbox.offer_frame(KIND_AUDIO, False, audio_message(b"\x55" * 800, 1, 2_000_000))
+        await asyncio.wait_for(encoder.task, 5)
+        assert encoder.changed and encoder.counter["SharedOpusEncoder"] == encoded
+        for feed in feeds:
+            with pytest.raises(MediaStreamError):
+                await feed.next_packet()
+        # A peer set up for the new format gets a new encoder; one more for the old one too.
+        fresh = await encoders.subscribe("a", PCM16K)
+        assert encoders.by_device["a"] is not encoder and not fresh.closed
+        await encoders.close()
+
+    asyncio.run(scenario())
+    assert sorted(told) == [1, 2]
+
+
+def test_a_peer_set_up_for_the_new_format_first_ends_the_old_formats_peers(monkeypatch):
+    from streams import webrtc_audio
+
+    class FakeHub:
+        async def add_viewer(self, device_id, outbox):
+            pass
+
+        async def remove_viewer(self, device_id, outbox):
+            pass
+
+    monkeypatch.setattr(webrtc_audio, "get_hub", lambda: FakeHub())
+    told = []
+
+    async def scenario():
+        encoders = webrtc_audio.SharedEncoders(Counter())
+        old = await encoders.subscribe("a", PCM16K, lambda: told.append("old"))
+        await encoders.subscribe("a", {**PCM16K, "rate": 48000}, lambda: told.append("new"))
+        assert old.closed
+        await encoders.close()
+
+    asyncio.run(scenario())
+    assert told == ["old"]

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from streams import broadcast, groups, signalling
 from streams.signalling import SignallingError
-from streams.webrtc_relay import OFFERS_CHANNEL
+from streams.webrtc_relay import OFFERS_CHANNEL, PROCESSES_GROUP, WebrtcRelay
 from tests.live_helpers import browser_socket, expect_close, receive_json_of_type, receive_nothing_but_pings
 
 OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\n"
@@ -184,12 +184,18 @@ async def test_an_outsider_cannot_offer_for_another_organisations_device(session
 async def test_a_late_answer_for_a_replaced_session_is_not_relayed(sessions, acme_camera):
     await pretend_a_webrtc_process_runs()
     layer = get_channel_layer()
+    process = await layer.new_channel()  # one WebRTC process's own channel, as PeerService joins it
+    await layer.group_add(PROCESSES_GROUP, process)
     viewer, _ = await watch(acme_camera, sessions["viewer"])
     await viewer.send_json_to({"type": "webrtc_offer", "sdp": OFFER})
     first = await next_offer_or_bye(layer, acme_camera)
     await viewer.send_json_to({"type": "webrtc_offer", "sdp": OFFER})
-    messages = [await next_offer_or_bye(layer, acme_camera), await next_offer_or_bye(layer, acme_camera)]
-    assert {m["type"] for m in messages} == {"webrtc.bye", "webrtc.offer"}
+    assert (await next_offer_or_bye(layer, acme_camera))["type"] == "webrtc.offer"
+    # The first session was not answered: its bye goes to every WebRTC process, not into the offers queue
+    # (whichever process read it there might not be the one that took the offer).
+    bye = await asyncio.wait_for(layer.receive(process), 3)
+    assert bye["type"] == "webrtc.bye" and bye["session"] == first["session"]
+    await layer.group_discard(PROCESSES_GROUP, process)
     await layer.send(first["reply_to"], {"type": "webrtc.signal", "session": first["session"], "peer": "x",
                                          "message": {"type": "webrtc_answer", "sdp": "v=0\r\n"}})
     await receive_nothing_but_pings(viewer, 0.3)
@@ -276,3 +282,110 @@ async def test_an_unexpected_failure_in_the_process_is_reported_as_failed_at_onc
     reply = await process_reply(service, acme_camera.pk)
     assert reply["type"] == "webrtc_error" and reply["code"] == "failed"
     assert service.peers == {}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_state")
+async def test_a_bye_before_the_answer_closes_the_peer_at_once_whichever_of_two_processes_took_the_offer(
+        acme_camera):
+    """Two WebRTC processes read the offers queue; a viewer that leaves before its answer arrived must
+    not leave a peer behind for CONNECT_TIMEOUT_SECONDS in whichever process took the offer."""
+    from aiortc import RTCPeerConnection
+
+    from streams.webrtc_peer import PeerService
+
+    layer = get_channel_layer()
+    services = [PeerService(layer, max_peers=4, ice_servers=[], identity=f"test-{name}") for name in "ab"]
+    stop, ready = asyncio.Event(), []
+    runs = [asyncio.create_task(service.run(stop, lambda: ready.append(1))) for service in services]
+    to_viewer = []
+
+    async def send(message):
+        to_viewer.append(message)
+    client = RTCPeerConnection()
+    client.addTransceiver("video", direction="recvonly")
+    await client.setLocalDescription(await client.createOffer())
+    replies = await layer.new_channel()
+    try:
+        while len(ready) < 2:
+            await asyncio.sleep(0.01)
+        taken_by = set()
+        for _ in range(6):  # either process may take each offer: both must end up holding one
+            relay = WebrtcRelay(acme_camera.pk, replies, layer, broadcast.redis_client(), send, answer_timeout=5)
+            await relay.handle({"type": "webrtc_offer", "sdp": client.localDescription.sdp})
+            session = relay.session
+            holder = await wait_for_holder(services, session)
+            assert to_viewer == []
+            taken_by.add(holder.identity)
+            await relay.close("viewer said bye")  # never answered, as far as the relay knows
+            other = next(service for service in services if service is not holder)
+            started = time.monotonic()
+            # The holder closes the peer; the other remembers the session (it drops the offer, were it queued).
+            while any(service.peers for service in services) or session not in other.said_bye:
+                assert time.monotonic() - started < 2, "the peer outlived its viewer's bye"
+                await asyncio.sleep(0.02)
+        assert len(taken_by) == 2, f"one process took every offer ({taken_by}): the test proved nothing"
+    finally:
+        stop.set()
+        await asyncio.gather(*runs, return_exceptions=True)
+        await client.close()
+
+
+async def wait_for_holder(services, session, timeout=5):
+    started = time.monotonic()
+    while True:
+        for service in services:
+            if session in service.peers:
+                return service
+        assert time.monotonic() - started < timeout, "no process took the offer"
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("live_state")
+@pytest.mark.parametrize("first, then", [
+    ({"codec": "opus", "rate": 48000, "channels": 2}, {"codec": "pcm_alaw", "rate": 8000, "channels": 1}),  # passthrough
+    ({"codec": "pcm_s16le", "rate": 16000, "channels": 1}, {"codec": "aac", "rate": 16000, "channels": 1}),  # transcode
+])
+async def test_a_device_back_with_another_audio_format_ends_its_audio_peers_with_a_format_changed_bye(
+        acme_camera, device_token, first, then):
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    from streams.webrtc_peer import PeerService
+    from tests.live_helpers import HELLO, connect_device
+
+    device, _ = await connect_device(device_token, {**HELLO, "codecs": ["h264"], "audio": first})
+    service = PeerService(get_channel_layer(), max_peers=2, ice_servers=[])
+    client = RTCPeerConnection()
+    client.addTransceiver("video", direction="recvonly")
+    client.addTransceiver("audio", direction="recvonly")
+    connected = asyncio.Event()
+    client.on("connectionstatechange", lambda: client.connectionState == "connected" and connected.set())
+    await client.setLocalDescription(await client.createOffer())
+    layer = service.layer
+    reply_to = await layer.new_channel()
+    try:
+        await service._dispatch({"type": "webrtc.offer", "session": "s1", "reply_to": reply_to,
+                                 "device_id": str(acme_camera.pk), "sdp": client.localDescription.sdp})
+        answer = (await asyncio.wait_for(layer.receive(reply_to), 3))["message"]
+        assert answer["type"] == "webrtc_answer" and service.peers["s1"].audio_track is not None
+        await client.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        await asyncio.wait_for(connected.wait(), 10)
+        await device.disconnect()
+        device, _ = await connect_device(device_token, {**HELLO, "codecs": ["h264"], "audio": then})
+        started = time.monotonic()
+        while True:
+            message = (await asyncio.wait_for(layer.receive(reply_to), 3))["message"]
+            if message["type"] not in ("webrtc_stats", "webrtc_candidate"):
+                break
+        assert message == {"type": "webrtc_bye", "code": "format_changed", "reason": "device format changed"}
+        print(f"\nformat change → bye in {(time.monotonic() - started) * 1000:.0f} ms")
+        assert service.peers == {} and service.stats["format_changed_byes"] == 1
+    finally:
+        for peer in list(service.peers.values()):
+            await service.end(peer, None)
+        await service.encoders.close()
+        await client.close()
+        await device.disconnect()

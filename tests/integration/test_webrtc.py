@@ -2,6 +2,7 @@
 reference agent streaming H.264; the aiortc example (examples/webrtc_viewer.py) logs in, negotiates
 over the viewer socket and decodes frames. The server's encoder counter stays 0 (no re-encode)."""
 import os
+import random
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def webrtc_stats(env) -> dict:
 
 
 @pytest.fixture
-def stack(django_db_setup, tmp_path):
+def stack(django_db_setup, tmp_path, request):
+    """The processes; parametrize indirectly with a dict to add environment variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     run = uuid.uuid4().hex[:10]
     env.update({
@@ -63,6 +65,7 @@ def stack(django_db_setup, tmp_path):
         "CHANNEL_PREFIX": f"it-{run}", "CACHE_PREFIX": f"it-{run}", "CELERY_QUEUE": f"it-{run}",
         "ALLOWED_HOSTS": "localhost,127.0.0.1", "LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1",
         "DATABASE_URL": subprocess_database_url(), "WEBRTC_MAX_PEERS": "4",
+        **getattr(request, "param", {}),
     })
     port = free_port()
     processes = {"web": start([str(Path(PY).parent / "uvicorn"), "project.asgi:application", "--host", "127.0.0.1",
@@ -190,3 +193,76 @@ def test_a_device_without_audio_gets_its_audio_section_answered_inactive(stack, 
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["audio_codec"] is None and summary["audio_frames"] == 0 and summary["frames"] >= 15
+
+
+PORT_MIN = 20000 + 40 * random.randrange(100)  # below Linux's ephemeral ports (32768-60999): never the OS's pick
+PORT_MAX = PORT_MIN + 19
+
+
+@pytest.mark.parametrize("stack", [{"WEBRTC_PORT_MIN": str(PORT_MIN), "WEBRTC_PORT_MAX": str(PORT_MAX)}],
+                         indirect=True)
+def test_with_a_port_range_every_udp_socket_of_the_webrtc_process_is_inside_it(stack, personas, acme_camera):
+    """WEBRTC_PORT_MIN/MAX: the host candidates (and so all of a peer's media) use ports of that range."""
+    import json
+
+    import psutil
+
+    start_agent(stack, acme_camera)
+    wait_until(lambda: "connected: device" in (stack["tmp"] / f"agent-{acme_camera.pk}.log").read_text(), 30,
+               "the agent to connect")
+    use_server_password_hasher(personas["viewer"].username, "password")
+    (stack["tmp"] / "password").write_text("password")
+    example = subprocess.Popen([PY, "examples/webrtc_viewer.py", "--url", stack["url"], "--user",
+                                personas["viewer"].username, "--password-file", str(stack["tmp"] / "password"),
+                                "--device", str(acme_camera.pk), "--frames", "60", "--timeout", "30"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    webrtc = psutil.Process(stack["processes"]["webrtc"].pid)
+    ports = set()
+    while example.poll() is None:  # the peer's sockets exist while the example plays
+        ports |= {c.laddr.port for c in webrtc.net_connections(kind="udp")}
+        time.sleep(0.05)
+    stdout, stderr = example.communicate()
+    assert example.returncode == 0, stdout + stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["frames"] >= 60  # ICE and media went through those ports
+    print(f"\nWebRTC process UDP ports with WEBRTC_PORT_MIN/MAX {PORT_MIN}-{PORT_MAX}: {sorted(ports)}")
+    assert ports and all(PORT_MIN <= port <= PORT_MAX for port in ports), sorted(ports)
+
+
+def test_a_device_back_with_another_audio_codec_gets_its_viewer_to_offer_again_and_hear_it(
+        stack, personas, acme_camera):
+    """Opus passed through, then the device reconnects sending 8 kHz A-law: the peer is ended with
+    webrtc_bye format_changed, the example offers again and receives PCMA holding the same tone."""
+    import json
+
+    from tests.test_webrtc_audio import strongest_frequency
+
+    log = stack["tmp"] / f"agent-{acme_camera.pk}.log"
+    tone = ("--audio-source", "tone:440")
+    start_agent(stack, acme_camera, audio=("--audio-codec", "opus", *tone))
+    wait_until(lambda: "connected: device" in log.read_text(), 30, "the agent to connect")
+    use_server_password_hasher(personas["viewer"].username, "password")
+    (stack["tmp"] / "password").write_text("password")
+    wav = stack["tmp"] / "received.wav"
+    example = subprocess.Popen([PY, "examples/webrtc_viewer.py", "--url", stack["url"], "--user",
+                                personas["viewer"].username, "--password-file", str(stack["tmp"] / "password"),
+                                "--device", str(acme_camera.pk), "--frames", "150", "--audio-frames", "100",
+                                "--audio-wav", str(wav), "--timeout", "40"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: webrtc_stats(stack["env"]).get("audio_packets_sent", 0) >= 25, 15, "Opus to flow")
+        stop(stack["processes"].pop(f"agent-{acme_camera.pk}"))
+        log.write_text("")
+        start_agent(stack, acme_camera, audio=("--audio-codec", "pcm_alaw", *tone))
+        wait_until(lambda: "connected: device" in log.read_text(), 30, "the agent to reconnect")
+        stdout, stderr = example.communicate(timeout=60)
+    finally:
+        if example.poll() is None:
+            example.kill()
+    assert example.returncode == 0, stdout + stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["reoffers"] == 1 and summary["error"] is None
+    assert (summary["audio_codec"], summary["audio_rate"]) == ("audio/PCMA", 8000)
+    rate, samples = wav_samples(wav)
+    assert rate == 8000 and abs(strongest_frequency(samples[-8000:], 8000) - 440) <= 10
+    stats = webrtc_stats(stack["env"])
+    assert stats["format_changed_byes"] == 1 and stats["answers"] == 2

@@ -2,6 +2,7 @@
 
     python manage.py webrtc                  # WEBRTC_MAX_PEERS peers, WEBRTC_ICE_SERVERS from settings
     python manage.py webrtc --max-peers 20
+    WEBRTC_PORT_MIN=50000 WEBRTC_PORT_MAX=50199 python manage.py webrtc   # UDP only in that range
 
 Several processes may run (on one host or several): each offer goes to whichever reads
 it first from the shared queue, and a full process refuses with "busy". SIGTERM or
@@ -18,6 +19,7 @@ from django.core.management.base import BaseCommand
 
 from streams.broadcast import aclose_loop_resources
 from streams.webrtc_peer import PeerService
+from streams.webrtc_ports import loop_factory
 
 
 class Command(BaseCommand):
@@ -31,7 +33,9 @@ class Command(BaseCommand):
         logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per candidate pair otherwise
         conf = settings.SIGHTLINE
         max_peers = options["max_peers"] or conf.get("WEBRTC_MAX_PEERS", 50)
-        asyncio.run(self._run(max_peers, conf.get("WEBRTC_ICE_SERVERS", [])))
+        # WEBRTC_PORT_MIN/MAX: the peers' UDP sockets are bound in that range by the event loop.
+        with asyncio.Runner(loop_factory=loop_factory(conf.get("WEBRTC_PORT_RANGE"))) as runner:
+            runner.run(self._run(max_peers, conf.get("WEBRTC_ICE_SERVERS", [])))
 
     async def _run(self, max_peers, ice_servers):
         stop = asyncio.Event()

@@ -9,6 +9,14 @@ export const MODES = ['webrtc', 'webcodecs', 'mse', 'jpeg'];
 export const MODE_LABELS = { webrtc: 'WebRTC', webcodecs: 'WebCodecs', mse: 'MSE', jpeg: 'JPEG/canvas' };
 const NO_PICTURE_MS = 2000;  // an online device that shows nothing this long in a mode: next mode (cameras send ≥ 1 fps)
 
+/** The mode index to play after a failure in modes[index]: the next mode (a JPEG device: the
+ * canvas), the same one for 'reoffer' (a fresh WebRTC session at once), the last one at most. */
+export function nextModeIndex(modes, index, code) {
+  if (code === 'reoffer') return index;
+  const next = code === 'not_h264' ? modes.indexOf('jpeg') : index + 1;
+  return next <= index || next >= modes.length ? modes.length - 1 : next;
+}
+
 /** What this browser can play. */
 export function capabilities(g = globalThis) {
   return {
@@ -193,9 +201,13 @@ export class PlayerSelector {
   failed(player, reason, code = 'failed') {
     if (this.current !== player) return;
     const from = this.mode;
-    // A JPEG device: only the canvas plays it.
-    let next = code === 'not_h264' ? this.modes.indexOf('jpeg') : this.index + 1;
-    if (next <= this.index || next >= this.modes.length) next = this.modes.length - 1;
+    const next = nextModeIndex(this.modes, this.index, code);
+    if (code === 'reoffer') {  // same mode, new session: not a fallback
+      this.state.reoffers = (this.state.reoffers || 0) + 1;
+      this.state.reason = reason;
+      this.startMode();
+      return;
+    }
     if (next === this.index) { this.state.reason = reason; this.onMode(this.state); return; }
     this.index = next;
     this.state.fallbacks.push({ from, to: this.mode, reason, atMs: Math.round(performance.now()) });

@@ -1,6 +1,7 @@
 // WebRTC player: signalling over the viewer socket (docs/protocol.md "WebRTC"), H.264 over RTP
 // from the WebRTC process (manage.py webrtc) into a <video>. Fails fast (onFail) on a
-// webrtc_error, a webrtc_bye, ICE failure, or no frame soon after connecting.
+// webrtc_error, a webrtc_bye, ICE failure, or no frame soon after connecting; asks for a fresh
+// offer (code 'reoffer') on a bye with code format_changed.
 
 export class WebrtcPlayer {
   static supported() { return typeof RTCPeerConnection !== 'undefined'; }
@@ -67,7 +68,8 @@ export class WebrtcPlayer {
         this.fail(`${message.code}: ${message.message}`, message.code);
         break;
       case 'webrtc_bye':
-        this.fail(`bye: ${message.reason || ''}`, 'bye');
+        // format_changed: the device came back with another audio format; a fresh offer fits it.
+        this.fail(`bye: ${message.reason || ''}`, message.code === 'format_changed' ? 'reoffer' : 'bye');
         break;
       default:
         break;
