@@ -454,11 +454,11 @@ class SpoolWriter:
         """Write the batch's frames; how many items it handled. The rest stays queued: the spool cannot
         take the next frame (`hold`), or a write failed and the frames since the last fsync go back too."""
         chunks = []
-        unsynced = self.r._unsynced
+        r = self.r  # r._unsynced, not a local name for it: a sync at a cut starts a new list
         for index, item in enumerate(batch):
             frame, received_at, _entry = item
             if frame is None:
-                unsynced.append(item)
+                r._unsynced.append(item)
                 continue  # an event or a frame dropped before the writer: nothing to write
             kind = frame.header.kind
             is_video = kind in _VIDEO_KINDS
@@ -488,11 +488,11 @@ class SpoolWriter:
                         return index
                     self.r.holding = False
                     self.r.dropped_by_writer += 1
-                    unsynced.append(item)
+                    r._unsynced.append(item)
                     continue
                 if self.open is None:  # audio before any video, or H.264 waiting for its first keyframe
                     self.r.dropped_by_writer += is_video
-                    unsynced.append(item)
+                    r._unsynced.append(item)
                     continue
                 self.start_mid_gop = False
             chunks.extend(spool.encode_record_parts(frame, received_at))
@@ -505,7 +505,7 @@ class SpoolWriter:
             else:
                 self.has_audio = True
             self.last_received = time.monotonic()
-            unsynced.append(item)
+            r._unsynced.append(item)
         self._write(chunks)
         return len(batch)
 

@@ -443,3 +443,37 @@ def test_owed_rows_and_spool_recovery_racing_close_each_segment_once(acme_camera
     segments = list(Segment.objects.order_by("start"))
     assert [(s.state, s.frames) for s in segments] == [(SegmentState.CLOSED, 10)] * 3
     assert sorted(queued) == sorted(str(s.id) for s in segments), "no segment closed or queued twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_failing_just_after_a_cut_queues_again_every_frame_not_fsynced_and_acknowledges_each_once(
+        acme_camera, queued, persisted, monkeypatch):
+    real_writev_all, files, full = recorder._writev_all, [], [True]
+
+    def writev_all(fd, chunks):  # the first segment's file takes everything; then the disk is full
+        path = os.readlink(f"/proc/self/fd/{fd}")  # fd numbers are reused: tell the files by name
+        if path not in files:
+            files.append(path)
+        if full[0] and path != files[0] and len(chunks) > 1:  # a later file takes its header, no frame
+            raise OSError(28, "No space left on device")
+        return real_writev_all(fd, chunks)
+
+    monkeypatch.setattr(recorder, "_writev_all", writev_all)
+    rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=1)  # not started
+    entries = [(f"1-{i}".encode(), b"conn", i + 1) for i in range(15)]
+    for i, entry in enumerate(entries):  # 10 fps: the cut at frame 10, in the same batch
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), entry)
+    rec._step()
+    assert rec.holding and rec.state == "degraded"
+    assert [frame.header.seq for frame, _, _ in rec._queue] == list(range(10, 15))
+    assert rec.take_durable() == entries[:10]
+    full[0] = False
+    rec._writer.degraded_until = 0.0  # the probe is due
+    rec._step()
+    rec.close()
+    rec._step()
+    assert rec.join(0) and rec.take_durable() == entries[10:]
+    closed = Segment.objects.filter(state=SegmentState.CLOSED).order_by("start")
+    assert [(s.first_seq, s.last_seq, s.frames) for s in closed] == [(0, 9, 10), (10, 14, 5)]
+    assert [r.header.seq for r in spool.read_spool(closed[1].spool_path).records] == list(range(10, 15))
+    assert rec.dropped_frames == 0
