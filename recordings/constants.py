@@ -23,6 +23,7 @@ POSTER_SUFFIX = ".poster.jpg"
 STRIP_SUFFIX = ".strip.jpg"
 MAX_CLOCK_SKEW_SECONDS = 300  # a camera clock further off than this is replaced by receive time for wall times
 DEGRADED_RETRY_SECONDS = 10.0  # after a disk error, try the spool again this often
+SPOOL_FULL_PROBE_SECONDS = 1.0  # spool disk full: probe its free space this often (the frames wait meanwhile)
 
 # -- transcode ------------------------------------------------------------------
 VIDEO_TIME_BASE = 90_000  # ticks per second for MP4 video timestamps

@@ -13,8 +13,17 @@ appends whole batches to the spool file, fsyncs every PART_SECONDS, cuts
 segments by recordings.segmenting.should_cut, and closes them through
 recordings.lifecycle (row -> closed, its processing chain sent -- or owed while
 Redis does not answer, recordings/chain_sends.py -- then `segment.persisted` to
-the device group). When the deque is full or the disk
-fails, frames are dropped *for recording only*.
+the device group). When the deque is full, frames are dropped *for recording only*.
+
+When the spool cannot take a frame (disk nearly full, ENOSPC, a segment that
+cannot be opened) the writer *holds*: the frame and those after it stay queued,
+unacknowledged, the service stops reading the device's stream (they wait in
+the hand-off), and the writer probes again every SPOOL_FULL_PROBE_SECONDS (disk
+full) or DEGRADED_RETRY_SECONDS (other errors). A write or fsync that fails
+mid-segment cuts the segment at its last fsync and puts the frames written
+since back at the head of the queue, so they are written again, in order,
+once the spool takes them. Only a recorder closed while holding gives up after
+PENDING_GRACE_SECONDS (its frames dropped and counted, as before).
 
 `entry` is the hand-off stream entry a frame came from (recordings/handoff.py):
 the writer hands it back through take_durable() only once the frame is
@@ -26,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import errno
 import logging
 import os
 import shutil
@@ -95,7 +105,8 @@ class DeviceRecorder:
         # Frames dropped for recording only (live is unaffected): counted apart
         # by each thread, so neither races the other's increments.
         self.dropped_queue_full = 0  # event loop: the hand-off queue was full
-        self.dropped_by_writer = 0  # writer: degraded, or waiting for a first keyframe
+        self.dropped_by_writer = 0  # writer: waiting for a first keyframe, or given up on a closed recorder
+        self.holding = False  # writer: the spool cannot take the next queued frame; it stays queued
         self._loop_checked = False
         self.state = "recording"  # recording | degraded | closed
         self.degraded_reason = ""
@@ -104,7 +115,8 @@ class DeviceRecorder:
         self._carried_drops = 0  # of those, lost before this recorder's first segment: counted in it
         self._done = threading.Event()
         self._writer = SpoolWriter(self)
-        # Hand-off entries: written but not yet fsynced (writer thread only), then durable (to acknowledge).
+        # Queue items (frame, received_at, entry) written but not yet fsynced (writer thread only: queued
+        # again if the spool fails before their fsync), then their entries durable (to acknowledge).
         self._unsynced: list = []
         self._durable: collections.deque = collections.deque()
         self._busy = False  # the writer holds entries taken off the queue and not yet in _unsynced
@@ -160,8 +172,13 @@ class DeviceRecorder:
     def _made_durable(self) -> None:
         """Writer thread: what was written so far is fsynced (or needs no writing)."""
         if self._unsynced:
-            self._durable.extend(self._unsynced)
+            self._durable.extend(entry for _, _, entry in self._unsynced if entry is not None)
             self._unsynced = []
+
+    def _requeue(self, items: list) -> None:
+        """Writer thread: items not written (or cut from the spool) go back to the head of the queue,
+        in order; the event loop only appends at the tail, and each deque call is atomic."""
+        self._queue.extendleft(reversed(items))
 
     @property
     def dropped_frames(self) -> int:
@@ -186,18 +203,32 @@ class DeviceRecorder:
         """One pass of the shared writer over this recorder: (wrote anything, finished)."""
         self._busy = True
         try:
-            batch = []
-            while self._queue:
-                batch.append(self._queue.popleft())
-            if batch:
-                self._writer.write_batch(batch)
-                self._unsynced.extend(entry for _, _, entry in batch if entry is not None)
+            now = time.monotonic()
+            # Holding with a closed recorder: its grace is over, what is still queued is dropped (counted).
+            hold = not (self._closing and now >= self._close_by)
+            handled = 0
+            if not (self.holding and hold and now < self._writer.degraded_until):  # else: not time to probe yet
+                batch = []
+                while self._queue:
+                    batch.append(self._queue.popleft())
+                if batch:
+                    handled = self._writer.write_batch(batch, hold)
+                    self._requeue(batch[handled:])
             now = time.monotonic()
             self._writer.tick(now)
+            if self._writer.cut_short:  # the spool failed mid-segment: what was not fsynced is written again
+                self._writer.cut_short = False
+                self._requeue(self._unsynced)
+                self._unsynced = []
             self._writer.settle_pending(now)
             finished = self._closing and not self._queue
             if finished:
                 self._writer.finish_segment()
+                if self._writer.cut_short:  # its last part failed: those frames are queued again
+                    self._writer.cut_short = False
+                    self._requeue(self._unsynced)
+                    self._unsynced = []
+                    finished = False
                 if self._writer.pending and now < self._close_by:
                     finished = False  # rows still owed: a moment more for the database to come back
                 elif self._writer.pending:
@@ -207,7 +238,7 @@ class DeviceRecorder:
                 self._made_durable()
             if finished:
                 self._finish()
-            return bool(batch), finished
+            return handled > 0, finished
         except Exception:  # one recorder's fault stops only its recording; the row is left for recovery
             # Its unacknowledged entries stay pending: the next lease holder claims them again.
             log.exception("recorder writer for device %s crashed", self.device_id)
@@ -374,9 +405,10 @@ def _writev_all(fd: int, chunks: list) -> None:
 _disk_checked = [0.0, 1 << 62]  # when, free bytes (shared by the writers of this process)
 
 
-def _free_spool_bytes() -> int:
+def _free_spool_bytes(fresh: bool = False) -> int:
+    """Free bytes on the spool disk, read at most every DISK_CHECK_SECONDS unless `fresh` (a probe)."""
     now = time.monotonic()
-    if now - _disk_checked[0] >= constants.DISK_CHECK_SECONDS:
+    if fresh or now - _disk_checked[0] >= constants.DISK_CHECK_SECONDS:
         try:
             root = constants.spool_root()
             root.mkdir(parents=True, exist_ok=True)
@@ -404,6 +436,7 @@ class SpoolWriter:
         self.pending = PendingRows()  # rows owed while the database is down (recordings/pending_rows.py)
         self.clock_offset_us = 0
         self.start_mid_gop = False
+        self.cut_short = False  # the spool failed mid-segment; the frames not fsynced are to be queued again
         self._reset_counters()
 
     def _reset_counters(self):
@@ -417,10 +450,15 @@ class SpoolWriter:
         self.last_sync = time.monotonic()
         self.synced = (0, None, None, False, 0)  # frames, last_seq, last_ts, has_audio, bytes
 
-    def write_batch(self, batch) -> None:
+    def write_batch(self, batch, hold: bool = True) -> int:
+        """Write the batch's frames; how many items it handled. The rest stays queued: the spool cannot
+        take the next frame (`hold`), or a write failed and the frames since the last fsync go back too."""
         chunks = []
-        for frame, received_at, _entry in batch:
+        r = self.r  # r._unsynced, not a local name for it: a sync at a cut starts a new list
+        for index, item in enumerate(batch):
+            frame, received_at, _entry = item
             if frame is None:
+                r._unsynced.append(item)
                 continue  # an event or a frame dropped before the writer: nothing to write
             kind = frame.header.kind
             is_video = kind in _VIDEO_KINDS
@@ -432,17 +470,29 @@ class SpoolWriter:
                 or should_cut(self.open, ts, frame.header.keyframe, True,
                               self.r.segment_seconds, self.r.max_segment_seconds)
             ):
-                self._write(chunks)
+                if not self._write(chunks):
+                    return index
                 chunks = []
                 # A forced cut (no keyframe in time) continues mid-GOP; any other
                 # H.264 segment starts on a keyframe so it decodes on its own.
                 self.start_mid_gop = kind == KIND_H264 and not frame.header.keyframe
                 self.finish_segment()
+                if self.cut_short:
+                    return index
             if self.open is None:
                 waiting_for_keyframe = (kind == KIND_H264 and not frame.header.keyframe
                                         and not self.start_mid_gop)
-                if not is_video or waiting_for_keyframe or not self._start_segment(frame, received_at):
+                if is_video and not waiting_for_keyframe and not self._start_segment(frame, received_at):
+                    if hold:  # the spool cannot take it now: it and what follows stay queued
+                        self.r.holding = True
+                        return index
+                    self.r.holding = False
+                    self.r.dropped_by_writer += 1
+                    r._unsynced.append(item)
+                    continue
+                if self.open is None:  # audio before any video, or H.264 waiting for its first keyframe
                     self.r.dropped_by_writer += is_video
+                    r._unsynced.append(item)
                     continue
                 self.start_mid_gop = False
             chunks.extend(spool.encode_record_parts(frame, received_at))
@@ -455,15 +505,20 @@ class SpoolWriter:
             else:
                 self.has_audio = True
             self.last_received = time.monotonic()
+            r._unsynced.append(item)
         self._write(chunks)
+        return len(batch)
 
-    def _write(self, chunks) -> None:
+    def _write(self, chunks) -> bool:
+        """False if the spool failed (the segment is cut at its last fsync)."""
         if not chunks or self.file is None:
-            return
+            return True
         try:
             _writev_all(self.file.fileno(), chunks)
         except OSError as exc:
-            self._abandon(f"spool write failed: {exc.strerror or exc}")
+            self._abandon(f"spool write failed: {exc.strerror or exc}", full=exc.errno == errno.ENOSPC)
+            return False
+        return True
 
     def tick(self, now: float) -> None:
         if self.file is None:
@@ -483,7 +538,7 @@ class SpoolWriter:
         try:
             _durable(self.file.fileno())
         except OSError as exc:
-            self._abandon(f"spool fsync failed: {exc.strerror or exc}")
+            self._abandon(f"spool fsync failed: {exc.strerror or exc}", full=exc.errno == errno.ENOSPC)
             return False
         self.last_sync = time.monotonic()
         self.synced = (self.frames, self.last_seq, self.last_ts, self.has_audio, self.file.tell())
@@ -493,9 +548,9 @@ class SpoolWriter:
     def _start_segment(self, frame: Frame, received_at: float) -> bool:
         if time.monotonic() < self.degraded_until:
             return False
-        free = _free_spool_bytes()
-        if free < constants.spool_pause_bytes():
-            self._enter_degraded(f"spool disk nearly full ({free} bytes free): recording paused")
+        free = _free_spool_bytes(fresh=self.r.holding)
+        if free < max(constants.spool_pause_bytes(), 1):
+            self._enter_degraded(f"spool disk nearly full ({free} bytes free): recording paused", full=True)
             return False
         from django.utils import timezone as djtz
 
@@ -521,10 +576,12 @@ class SpoolWriter:
                 raise RuntimeError(f"{len(self.pending)} segment rows already pending")
         except Exception as exc:  # disk full, read-only, a bad row: live keeps going
             self._discard_open_file()
-            self._enter_degraded(f"cannot open a segment: {exc}")
+            self._enter_degraded(f"cannot open a segment: {exc}",
+                                 full=isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
             return False
         self.open = OpenSegment(codec=codec, first_ts=frame.header.timestamp_us / 1_000_000,
                                 opened_at=time.monotonic())
+        self.r.holding = False
         if not self.pending:
             self.r._clear_degraded()
         return True
@@ -605,18 +662,27 @@ class SpoolWriter:
             return (last_ts - self.first_ts) // (frames - 1)
         return 100_000
 
-    def _abandon(self, reason: str) -> None:
-        """Disk error mid-segment: keep what was fsynced, close it, go degraded."""
+    def _abandon(self, reason: str, full: bool = False) -> None:
+        """Disk error mid-segment: keep what was fsynced, close it, go degraded. The frames written
+        since that fsync are cut from the file and queued again (cut_short): the hand-off still
+        holds their entries, unacknowledged, so they go into the next segment once the spool takes
+        them. That one continues mid-GOP, as a forced cut does."""
         frames, last_seq, last_ts, has_audio, size = self.synced
         try:
             os.ftruncate(self.file.fileno(), size)
         except (OSError, ValueError):
             pass
-        self._enter_degraded(reason)
+        self.cut_short = True
+        self.start_mid_gop = self.open is not None and self.open.codec == "h264"
+        self.r.holding = True
+        self._enter_degraded(reason, full)
         self._close_row(frames, last_seq, last_ts, has_audio, size)
 
-    def _enter_degraded(self, reason: str) -> None:
-        self.degraded_until = time.monotonic() + constants.DEGRADED_RETRY_SECONDS
+    def _enter_degraded(self, reason: str, full: bool = False) -> None:
+        """Try the spool again after a short probe interval when the disk is full (space comes back
+        when retention or an operator frees it), after DEGRADED_RETRY_SECONDS for other errors."""
+        retry = constants.SPOOL_FULL_PROBE_SECONDS if full else constants.DEGRADED_RETRY_SECONDS
+        self.degraded_until = time.monotonic() + retry
         self.r._set_degraded(reason)
 
     def _close_file(self) -> None:

@@ -221,9 +221,10 @@ class RecorderService:
                     self._on_entry(slot, entry_id, fields, now)
 
     def _backlogged(self, slot: Slot) -> bool:
-        """Its writer is behind: leave the frames in Redis rather than drop them from a full queue."""
+        """Its writer is behind, or the spool cannot take frames (holding): leave the frames in Redis,
+        unread, rather than drop them from a full queue. Up to the stream's bound they wait there."""
         rec = slot.recorder
-        return rec is not None and len(rec._queue) > constants.QUEUE_MAX_FRAMES // 2
+        return rec is not None and (rec.holding or len(rec._queue) > constants.QUEUE_MAX_FRAMES // 2)
 
     # -- one entry of a device's stream --------------------------------------------------
     def _on_entry(self, slot: Slot, entry_id: bytes, fields: dict, now: float, spooled: bool = False) -> None:
@@ -477,6 +478,8 @@ class RecorderService:
     async def _renew_once(self) -> None:
         now = time.monotonic()
         for slot in list(self.slots.values()):
+            if slot.recorder is not None and slot.recorder.holding:
+                slot.last_frame = now  # not idle: its frames wait in the stream for the spool
             if slot.state == RECORDING and (now - slot.last_frame > self._idle_seconds
                                             or (slot.recorder is not None and slot.recorder.join(0))):
                 await self._close_idle(slot)  # idle, or its writer gave up

@@ -446,3 +446,54 @@ async def test_a_device_that_reconnects_at_once_hears_of_the_segment_its_disconn
     told = welcome["persisted"] or await receive_json_of_type(device, "persisted", timeout=10)
     assert (told["first_seq"], told["last_seq"], told["frames"]) == (0, 7, 8)
     await device.disconnect()
+
+
+async def test_frames_sent_while_the_spool_disk_is_full_wait_in_the_hand_off_and_are_recorded_once_in_order(
+        token, acme_camera, queued, start_service, monkeypatch):
+    import errno
+    import os
+
+    from recordings import constants, recorder
+
+    monkeypatch.setattr(constants, "SPOOL_FULL_PROBE_SECONDS", 0.2)
+    service = await start_service(segment_seconds=30)
+    device, _ = await connect_device(token)
+    t0 = int(time.time() * 1_000_000)
+    for seq in range(5):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 5)
+    real_writev, full = os.writev, [True]
+
+    def writev(fd, buffers):  # the spool disk as the fault suite fills it: no byte left
+        if full[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", writev)
+    monkeypatch.setattr(recorder, "_free_spool_bytes", lambda fresh=False: 0 if full[0] else 1 << 40)
+    for seq in range(5, 30):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    told = await receive_json_of_type(device, "recording", timeout=10)
+    while told["state"] != "degraded":
+        told = await receive_json_of_type(device, "recording", timeout=10)
+    assert "No space" in told["reason"] or "nearly full" in told["reason"]
+    await asyncio.sleep(1.5)  # several probes while full
+    stream = handoff.stream_key(groups.prefix(), acme_camera.pk)
+    left = await broadcast.redis_client().xrange(stream)
+    assert len(left) >= 25, "the frames not written stay in the hand-off, unacknowledged"
+    full[0] = False
+    for seq in range(30, 35):
+        await device.send_to(bytes_data=jpeg(seq, t0))
+    await wait_for(lambda: service.frames_received == 35, timeout=10)
+    await device.disconnect()
+
+    def settled():  # a segment cut before its first fsync holds nothing and is failed
+        found = rows(acme_camera.pk)
+        return found if all(r[0] in (SegmentState.CLOSED, SegmentState.FAILED) for r in found) else None
+
+    await wait_for(lambda: _pending(stream, 0), timeout=15)
+    closed = await wait_for(lambda: database_sync_to_async(settled)(), timeout=15)
+    recorded = [r.header.seq for row in closed if row[0] == SegmentState.CLOSED
+                for r in spool.read_spool(row[4]).records]
+    assert recorded == list(range(35)), "every frame once, in order"
+    assert service.frames_trimmed == 0 and service.duplicates_skipped == 0

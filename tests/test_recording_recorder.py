@@ -167,21 +167,54 @@ def test_disk_errors_degrade_recording_and_keep_what_was_durable(acme_camera, qu
     monkeypatch.setattr(recorder, "_durable", real_durable)
     rec.close()
     assert rec.join(10)
-    segment = Segment.objects.get()
-    assert segment.state == SegmentState.CLOSED and segment.frames == 5
-    assert len(spool.read_spool(segment.spool_path).records) == 5
+    # The segment is cut at its last fsync; the frames written after it are written again, next.
+    first, second = Segment.objects.order_by("created_at")
+    assert (first.state, first.frames, first.last_seq) == (SegmentState.CLOSED, 5, 4)
+    assert len(spool.read_spool(first.spool_path).records) == 5
+    assert (second.state, second.frames, second.first_seq) == (SegmentState.CLOSED, 5, 5)
+    assert [r.header.seq for r in spool.read_spool(second.spool_path).records] == [5, 6, 7, 8, 9]
+    assert rec.dropped_frames == 0
 
 
 @pytest.mark.django_db(transaction=True)
-def test_recording_pauses_when_the_spool_disk_is_nearly_full_and_live_is_untouched(
+def test_frames_wait_unacknowledged_while_the_spool_disk_is_full_and_are_recorded_in_order_when_space_returns(
         acme_camera, queued, persisted, monkeypatch):
-    monkeypatch.setattr(recorder, "_free_spool_bytes", lambda: 1000)
+    monkeypatch.setattr(constants, "SPOOL_FULL_PROBE_SECONDS", 0.1)
+    free = [1000]
+    probes = []
+    monkeypatch.setattr(recorder, "_free_spool_bytes", lambda fresh=False: probes.append(fresh) or free[0])
+    rec = make_recorder(acme_camera, seconds=30)
+    entries = [(f"1-{i}".encode(), b"conn", i + 1) for i in range(10)]
+    for i, entry in enumerate(entries):
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), entry)
+    assert wait_for(lambda: rec.holding and sum(probes) >= 2)  # probed again, afresh, while full
+    assert rec.status["state"] == "degraded" and "nearly full" in rec.status["reason"]
+    assert rec.outstanding() and rec.take_durable() == [] and len(rec._queue) == 10
+    assert rec.dropped_frames == 0 and not Segment.objects.exists()
+    free[0] = 1 << 40
+    assert wait_for(lambda: rec.state == "recording" and not rec.holding)
+    rec.close()
+    assert rec.join(10)
+    segment = Segment.objects.get()
+    assert [r.header.seq for r in spool.read_spool(segment.spool_path).records] == list(range(10))
+    assert (segment.frames, rec.dropped_frames) == (10, 0)
+    assert rec.take_durable() == entries  # each acknowledged once, in order
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recorder_closed_while_the_spool_stays_full_drops_its_frames_after_the_grace(
+        acme_camera, queued, persisted, monkeypatch):
+    monkeypatch.setattr(recorder, "_free_spool_bytes", lambda fresh=False: 1000)
+    monkeypatch.setattr(recorder, "PENDING_GRACE_SECONDS", 0.3)
     rec = make_recorder(acme_camera)
-    feed_jpeg(rec, 5)
+    entries = [(f"1-{i}".encode(), b"conn", i + 1) for i in range(5)]
+    for i, entry in enumerate(entries):
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), entry)
     rec.close()
     assert rec.join(10)
     assert rec.status["state"] == "degraded" and "nearly full" in rec.status["reason"]
     assert rec.dropped_frames == 5 and not Segment.objects.exists()
+    assert rec.take_durable() == entries
 
 
 @pytest.mark.django_db(transaction=True)
@@ -228,7 +261,9 @@ def test_a_full_disk_mid_write_degrades_then_recording_resumes_when_space_is_bac
     assert rec.join(10)
     first, second = Segment.objects.order_by("created_at")
     assert (first.state, first.frames, first.last_seq) == (SegmentState.CLOSED, 5, 4)  # what was durable
-    assert (second.frames, second.first_seq) == (5, 10)
+    # The frames of the failed write wait, then lead the next segment: none lost, none twice.
+    assert (second.frames, second.first_seq, second.last_seq) == (10, 5, 14)
+    assert [r.header.seq for r in spool.read_spool(second.spool_path).records] == list(range(5, 15))
     assert len(spool.read_spool(first.spool_path).records) == 5
 
 
@@ -408,3 +443,37 @@ def test_owed_rows_and_spool_recovery_racing_close_each_segment_once(acme_camera
     segments = list(Segment.objects.order_by("start"))
     assert [(s.state, s.frames) for s in segments] == [(SegmentState.CLOSED, 10)] * 3
     assert sorted(queued) == sorted(str(s.id) for s in segments), "no segment closed or queued twice"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_failing_just_after_a_cut_queues_again_every_frame_not_fsynced_and_acknowledges_each_once(
+        acme_camera, queued, persisted, monkeypatch):
+    real_writev_all, files, full = recorder._writev_all, [], [True]
+
+    def writev_all(fd, chunks):  # the first segment's file takes everything; then the disk is full
+        path = os.readlink(f"/proc/self/fd/{fd}")  # fd numbers are reused: tell the files by name
+        if path not in files:
+            files.append(path)
+        if full[0] and path != files[0] and len(chunks) > 1:  # a later file takes its header, no frame
+            raise OSError(28, "No space left on device")
+        return real_writev_all(fd, chunks)
+
+    monkeypatch.setattr(recorder, "_writev_all", writev_all)
+    rec = recorder.DeviceRecorder(acme_camera.id, acme_camera.organisation_id, segment_seconds=1)  # not started
+    entries = [(f"1-{i}".encode(), b"conn", i + 1) for i in range(15)]
+    for i, entry in enumerate(entries):  # 10 fps: the cut at frame 10, in the same batch
+        rec.submit(synthetic.frame(KIND_JPEG, synthetic.jpeg_frame(i), i, T0 + i * 100_000), time.time(), entry)
+    rec._step()
+    assert rec.holding and rec.state == "degraded"
+    assert [frame.header.seq for frame, _, _ in rec._queue] == list(range(10, 15))
+    assert rec.take_durable() == entries[:10]
+    full[0] = False
+    rec._writer.degraded_until = 0.0  # the probe is due
+    rec._step()
+    rec.close()
+    rec._step()
+    assert rec.join(0) and rec.take_durable() == entries[10:]
+    closed = Segment.objects.filter(state=SegmentState.CLOSED).order_by("start")
+    assert [(s.first_seq, s.last_seq, s.frames) for s in closed] == [(0, 9, 10), (10, 14, 5)]
+    assert [r.header.seq for r in spool.read_spool(closed[1].spool_path).records] == list(range(10, 15))
+    assert rec.dropped_frames == 0
