@@ -186,21 +186,32 @@ def test_the_shared_encoder_turns_each_codec_into_opus_that_still_holds_the_tone
     assert abs(strongest_frequency(pcm[-48000:][::6], 8000) - 440) <= 10
 
 
-def test_peers_of_one_device_share_one_encoder_until_the_last_leaves(monkeypatch):
+class FakeHub:
+    """The process's fan-out hub, as the shared encoders use it: who subscribed to which device."""
+
+    def __init__(self):
+        self.viewers = []
+
+    async def add_viewer(self, device_id, outbox):
+        self.viewers.append((device_id, outbox))
+
+    async def remove_viewer(self, device_id, outbox):
+        self.viewers.remove((device_id, outbox))
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
     from streams import webrtc_audio
-
-    class FakeHub:
-        def __init__(self):
-            self.viewers = []
-
-        async def add_viewer(self, device_id, outbox):
-            self.viewers.append((device_id, outbox))
-
-        async def remove_viewer(self, device_id, outbox):
-            self.viewers.remove((device_id, outbox))
 
     hub = FakeHub()
     monkeypatch.setattr(webrtc_audio, "get_hub", lambda: hub)
+    return hub
+
+
+def test_peers_of_one_device_share_one_encoder_until_the_last_leaves(fake_hub):
+    from streams import webrtc_audio
+
+    hub = fake_hub
     pcm = {"codec": "pcm_s16le", "rate": 16000, "channels": 1}
 
     async def scenario():
@@ -225,17 +236,9 @@ def test_peers_of_one_device_share_one_encoder_until_the_last_leaves(monkeypatch
     asyncio.run(scenario())
 
 
-def test_the_shared_encoder_stops_and_tells_its_peers_when_the_device_comes_back_in_another_format(monkeypatch):
+def test_the_shared_encoder_stops_and_tells_its_peers_when_the_device_comes_back_in_another_format(fake_hub):
     from streams import webrtc_audio
 
-    class FakeHub:
-        async def add_viewer(self, device_id, outbox):
-            pass
-
-        async def remove_viewer(self, device_id, outbox):
-            pass
-
-    monkeypatch.setattr(webrtc_audio, "get_hub", lambda: FakeHub())
     told = []
 
     async def scenario():
@@ -265,17 +268,9 @@ def test_the_shared_encoder_stops_and_tells_its_peers_when_the_device_comes_back
     assert sorted(told) == [1, 2]
 
 
-def test_a_peer_set_up_for_the_new_format_first_ends_the_old_formats_peers(monkeypatch):
+def test_a_peer_set_up_for_the_new_format_first_ends_the_old_formats_peers(fake_hub):
     from streams import webrtc_audio
 
-    class FakeHub:
-        async def add_viewer(self, device_id, outbox):
-            pass
-
-        async def remove_viewer(self, device_id, outbox):
-            pass
-
-    monkeypatch.setattr(webrtc_audio, "get_hub", lambda: FakeHub())
     told = []
 
     async def scenario():
