@@ -161,7 +161,7 @@ def server(stack_env, static_files, scheme, request):
         wait_until(answers, 30, f"{proc.name} to listen")
         recorder = start_recorder(stack_env, log_dir / f"recorder-{scheme}.log")
         yield {"url": url, "port": port, "ws": f"{'wss' if ca else 'ws'}://127.0.0.1:{port}", "process": proc,
-               "scheme": scheme, "ca": ca}
+               "scheme": scheme, "ca": ca, "recorder": recorder}
     finally:
         proc.stop()
         if recorder is not None:

@@ -2,6 +2,8 @@
 waits for it (with visible progress) and delivers the whole range; the next day's timeline
 does not show today's segment in progress, and changing day clears the export result."""
 import io
+import os
+import signal
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +14,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.django_d
 
 
 def test_an_export_across_the_segment_being_recorded_waits_for_it_and_the_next_day_is_clean(
-        personas, acme_camera, start_agent, celery_worker, portal, artifacts):
+        personas, acme_camera, start_agent, celery_worker, portal, server, artifacts):
     import av
 
     from recordings.models import Segment
@@ -31,14 +33,23 @@ def test_an_export_across_the_segment_being_recorded_waits_for_it_and_the_next_d
     wait_for_state(page, "s.segments.length >= 1")
 
     # From the first playable segment to a second from now: the last part is still being recorded.
-    start = first.start.astimezone().replace(microsecond=0) + timedelta(seconds=1)
-    end = datetime.now().astimezone().replace(microsecond=0) + timedelta(seconds=1)
-    assert Segment.objects.filter(device=acme_camera, state="recording", start__lt=end).exists()
-    page.fill("#export-start", start.strftime("%H:%M:%S"))
-    page.fill("#export-end", end.strftime("%H:%M:%S"))
-    page.click("#export button[type=submit]")
-    wait_for_state(page, "s.exportWaitedFor > 0", timeout_ms=30_000)
-    assert page.locator("#export-status").inner_text().startswith("Waiting for")
+    # The recorder is held (SIGSTOP) until the export is seen waiting: otherwise, on a busy machine,
+    # that segment could be closed and transcoded before the export task first looks (one solo
+    # worker, first in first out), and the export would rightly not wait. Its frames wait in the
+    # hand-off stream meanwhile and are recorded when it goes on.
+    recorder = server["recorder"]
+    os.kill(recorder.pid, signal.SIGSTOP)
+    try:
+        start = first.start.astimezone().replace(microsecond=0) + timedelta(seconds=1)
+        end = datetime.now().astimezone().replace(microsecond=0) + timedelta(seconds=1)
+        assert Segment.objects.filter(device=acme_camera, state="recording", start__lt=end).exists()
+        page.fill("#export-start", start.strftime("%H:%M:%S"))
+        page.fill("#export-end", end.strftime("%H:%M:%S"))
+        page.click("#export button[type=submit]")
+        wait_for_state(page, "s.exportWaitedFor > 0", timeout_ms=30_000)
+        assert page.locator("#export-status").inner_text().startswith("Waiting for")
+    finally:
+        os.kill(recorder.pid, signal.SIGCONT)
     done = wait_for_state(page, "s.export && (s.export.state === 'done' || s.export.state === 'failed') && s.export",
                           timeout_ms=90_000)
     assert done["state"] == "done" and done["complete"] is True, done
