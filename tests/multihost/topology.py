@@ -20,6 +20,7 @@ import datetime
 import glob
 import ipaddress
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -179,9 +180,26 @@ class Topology:
         # before collecting and RSS climbs for tens of minutes (the soak's +23.7 %). A memory limit makes
         # it collect and return pages at a fixed total, reached in the first minute; 320 MiB suits a store
         # of minutes, not a production one (bench/seaweed_memory.py; docs/deployment.md "SeaweedFS memory").
-        env = {**self.lab.base_env(), "GOMEMLIMIT": SEAWEEDFS_GOMEMLIMIT}
-        return self._start("s3", "seaweedfs", [  # data kept in weed_dir across a restart
-            WEED, "mini", f"-dir={weed_dir}", f"-ip={address}", f"-ip.bind={address}", f"-s3.port={S3_PORT}",
+        # TMPDIR: weed's logs go there, and the lab's may lie under the /tmp hidden below.
+        env = {**self.lab.base_env(), "GOMEMLIMIT": SEAWEEDFS_GOMEMLIMIT, "TMPDIR": "/tmp"}
+        # weed also listens on unix sockets at fixed paths named by port (/tmp/seaweedfs-filer-grpc-18888.sock,
+        # not under TMPDIR): two labs at once (a soak beside the suite) would share them, and the first to
+        # stop deletes the other's ("dial unix ...: no such file", S3 InternalError). So weed gets a /tmp of
+        # its own: `ip netns exec` runs it in a mount namespace of its own, where this tmpfs stays. The lab's
+        # directory (and the checkout, so the binary: it is linked into the lab) may lie under that /tmp:
+        # the directory, entered first, is bound back at its own path inside the new /tmp.
+        binary = self.lab.root / "weed-bin"
+        if not binary.exists():
+            try:
+                os.link(WEED, binary)
+            except OSError:  # another filesystem
+                shutil.copy2(WEED, binary)
+        # (--no-canonicalize: mount must bind "." as the kernel sees it, not the path, now hidden.)
+        private_tmp = ["sh", "-c", 'cd "$0" && mount -t tmpfs -o size=64m,mode=1777 sightline-weed-tmp /tmp && '
+                                   'mkdir -p "$0" && mount --no-canonicalize --bind . "$0" && cd "$0" && exec "$@"',
+                       str(self.lab.root)]
+        return self._start("s3", "seaweedfs", [*private_tmp,  # data kept in weed_dir across a restart
+            binary, "mini", f"-dir={weed_dir}", f"-ip={address}", f"-ip.bind={address}", f"-s3.port={S3_PORT}",
             f"-s3.config={config}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false"], env=env)
 
     def s3_client(self):
