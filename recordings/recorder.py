@@ -468,7 +468,7 @@ class SpoolWriter:
             if self.open is not None and is_video and (
                 KIND_NAMES[kind] != self.open.codec
                 or should_cut(self.open, ts, frame.header.keyframe, True,
-                              self.r.segment_seconds, self.r.max_segment_seconds)
+                              r.segment_seconds, r.max_segment_seconds)
             ):
                 if not self._write(chunks):
                     return index
@@ -484,14 +484,14 @@ class SpoolWriter:
                                         and not self.start_mid_gop)
                 if is_video and not waiting_for_keyframe and not self._start_segment(frame, received_at):
                     if hold:  # the spool cannot take it now: it and what follows stay queued
-                        self.r.holding = True
+                        r.holding = True
                         return index
-                    self.r.holding = False
-                    self.r.dropped_by_writer += 1
+                    r.holding = False
+                    r.dropped_by_writer += 1
                     r._unsynced.append(item)
                     continue
                 if self.open is None:  # audio before any video, or H.264 waiting for its first keyframe
-                    self.r.dropped_by_writer += is_video
+                    r.dropped_by_writer += is_video
                     r._unsynced.append(item)
                     continue
                 self.start_mid_gop = False
