@@ -47,7 +47,8 @@ def _servable_here() -> Q:
 
 
 def _segment_json(segment) -> dict:
-    playable = segment.state in PLAYABLE and _on_this_host(segment)
+    here = _on_this_host(segment)
+    playable = segment.state in PLAYABLE and here
     return {
         "id": str(segment.id), "start": segment.start.isoformat(),
         "end": segment.end.isoformat() if segment.end else None, "duration": segment.duration,
@@ -56,7 +57,7 @@ def _segment_json(segment) -> dict:
         "checksum": segment.checksum or None,
         "failure_reason": segment.failure_reason or None,
         # ready on another host's spool: playable here once archived (seconds, normally)
-        "archiving_elsewhere": segment.state == SegmentState.READY and not _on_this_host(segment),
+        "archiving_elsewhere": segment.state == SegmentState.READY and not here,
         "poster_url": reverse("recordings:poster", args=[segment.id]) if playable else None,
         "strip_url": reverse("recordings:strip", args=[segment.id]) if playable else None,
         "media_url": reverse("recordings:video", args=[segment.id]) if playable else None,
